@@ -1,0 +1,44 @@
+package stages
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/imgplan/imgplan/pkg/manifest"
+)
+
+// Packages installs and removes packages with the image's package manager.
+var Packages = register(&Kind{Name: "packages", Version: 1, Describe: describePackages})
+
+// PackagesParams lists packages by name. Lists are sorted: the order a
+// manifest writes them in changes nothing in the image.
+type PackagesParams struct {
+	Family  manifest.Family `json:"family"`
+	Install []string        `json:"install,omitempty"`
+	Remove  []string        `json:"remove,omitempty"`
+}
+
+func describePackages(m *manifest.Manifest, _ *Context) (*Description, error) {
+	p := m.Packages
+	if len(p.Install)+len(p.Remove) == 0 {
+		return nil, nil
+	}
+	switch f := m.Bootstrap.Family(); f {
+	case manifest.FamilyDeb, manifest.FamilyRPM:
+	default:
+		return nil, problem(p.Pos(), "packages: a %s bootstrap has no package manager imgplan can drive; install packages in the tree or use a package-based distro", f)
+	}
+	params := &PackagesParams{
+		Family:  m.Bootstrap.Family(),
+		Install: sortedCopy(p.Install),
+		Remove:  sortedCopy(p.Remove),
+	}
+	var parts []string
+	if n := len(params.Install); n > 0 {
+		parts = append(parts, fmt.Sprintf("install %d", n))
+	}
+	if n := len(params.Remove); n > 0 {
+		parts = append(parts, fmt.Sprintf("remove %d", n))
+	}
+	return &Description{Params: params, Summary: strings.Join(parts, ", ")}, nil
+}

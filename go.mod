@@ -1,15 +1,15 @@
 module github.com/imgplan/imgplan
 
-go 1.26.8
+go 1.24.0
 
 require (
 	github.com/hashicorp/go-multierror v1.1.1
+	github.com/spf13/cobra v1.10.2
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (
 	github.com/hashicorp/errwrap v1.0.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
-	github.com/spf13/cobra v1.10.2 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
 )

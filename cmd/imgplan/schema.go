@@ -12,16 +12,25 @@ import (
 )
 
 func newSchemaCmd() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "schema",
-		Short: "Print the JSON Schema of manifests (for editors)",
+		Short: "Print the JSON Schema of manifests (for editors), or the field reference",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(manifest.Schema())
+			switch format {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(manifest.Schema())
+			case "markdown":
+				return manifest.WriteReference(cmd.OutOrStdout())
+			}
+			return usageError{fmt.Errorf("unknown --format %q (json, markdown)", format)}
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", "json", "json (JSON Schema) or markdown (field reference)")
+	return cmd
 }
 
 func newVersionCmd() *cobra.Command {

@@ -203,11 +203,18 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		d.errorf(n, path, "expected a list, got %s", describe(n))
 		return
 	}
-	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	// An item that fails to decode is left out, so that validation does
+	// not report it a second time as an empty value.
+	out := reflect.MakeSlice(v.Type(), 0, len(n.Content))
 	for i, c := range n.Content {
-		d.decode(c, out.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		before := len(d.problems.list)
+		item := reflect.New(v.Type().Elem()).Elem()
+		d.decode(c, item, fmt.Sprintf("%s[%d]", path, i))
 		if d.tooBig {
 			return
+		}
+		if len(d.problems.list) == before {
+			out = reflect.Append(out, item)
 		}
 	}
 	v.Set(out)
@@ -315,6 +322,8 @@ type structInfo struct {
 	names  []string
 }
 
+var manifestType = reflect.TypeOf(Manifest{})
+
 var structCache sync.Map // reflect.Type → *structInfo
 
 func infoOf(t reflect.Type) *structInfo {
@@ -347,6 +356,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, unkno
 	}
 	pairs, ok := d.pairs(n, path)
 	if !ok {
+		if hm, ok := v.Addr().Interface().(hasMeta); ok {
+			*hm.meta() = Meta{pos: d.pos(n), path: path, bad: true}
+		}
 		return
 	}
 	si := infoOf(v.Type())
@@ -358,6 +370,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, unkno
 	for _, p := range pairs {
 		f, ok := si.fields[p.key.Value]
 		if !ok {
+			if v.Type() == manifestType && strings.HasPrefix(p.key.Value, "x-") {
+				continue // extension field: a place for YAML anchors
+			}
 			if unknown != nil {
 				unknown(p)
 				continue
@@ -437,7 +452,7 @@ func parse(file string, data []byte, ps *problems) *yaml.Node {
 			ps.add(Position{File: file, Line: 1, Col: 1}, "empty document")
 			return nil
 		}
-		if pos, ok := findTab(file, data); ok && strings.Contains(err.Error(), "cannot start any token") {
+		if pos, ok := findTab(file, data); ok && (strings.Contains(err.Error(), "cannot start any token") || strings.Contains(err.Error(), "tab character")) {
 			ps.add(pos, "tab character in indentation (YAML indents with spaces)")
 			return nil
 		}
@@ -465,10 +480,18 @@ func syntaxMsg(err error) string {
 	return msg
 }
 
+// parserErrRe matches yaml.v3's parser (not scanner) errors. yaml.v3
+// reports a parser error's line 0-based (the start of the construct that
+// failed), and a scanner error's 1-based; it omits line 0 altogether.
+var parserErrRe = regexp.MustCompile(`^did not find expected (<document start>|key|'-' indicator|',' or '\]'|',' or '\}'|node content)$|^found (incompatible YAML document|duplicate %YAML directive|duplicate %TAG directive|undefined tag handle)$`)
+
 func syntaxPos(file string, data []byte, err error) Position {
 	line := 1
 	if m := lineRe.FindStringSubmatch(err.Error()); m != nil {
 		line, _ = strconv.Atoi(m[1])
+		if parserErrRe.MatchString(m[2]) {
+			line++
+		}
 	}
 	lines := bytes.Split(data, []byte("\n"))
 	col := 1

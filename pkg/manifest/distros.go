@@ -59,8 +59,10 @@ var debVariants = []string{"minbase", "required", "important", "standard", "buil
 
 // Stages lists the rootfs stages in build order, most stable first. It is
 // the one source of stage and phase names: a hook's phase is "post-" and a
-// stage name; pkg/stages keys its builders by these names.
-var Stages = []string{"bootstrap", "packages", "system", "files", "fstab", "users", "services"}
+// stage name; pkg/stages keys its builders by these names. Users come
+// before files so that files can be owned by the users a manifest creates
+// and be written into their homes.
+var Stages = []string{"bootstrap", "packages", "system", "users", "files", "fstab", "services"}
 
 // Phases lists the valid hook phases.
 func Phases() []string {

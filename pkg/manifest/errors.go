@@ -14,7 +14,8 @@ import (
 var ErrInvalid = errors.New("invalid manifest")
 
 // Position is where a value was written: a file, a 1-based line and column.
-// Values set with --set have File "--set" and the column within the flag.
+// A value set with --set has File "--set PATH" (the path it sets), line 1,
+// and the column within the flag's argument.
 type Position struct {
 	File string `json:"file"`
 	Line int    `json:"line"`
@@ -76,12 +77,13 @@ func dedupe(list []*Error) []*Error {
 		}
 		return a.Col < b.Col
 	})
+	seen := map[Error]bool{}
 	uniq := out[:0]
-	for i, e := range out {
-		if i > 0 && e.Pos == out[i-1].Pos && e.Msg == out[i-1].Msg {
-			continue
+	for _, e := range out {
+		if !seen[*e] {
+			seen[*e] = true
+			uniq = append(uniq, e)
 		}
-		uniq = append(uniq, e)
 	}
 	return uniq
 }

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -56,13 +57,46 @@ type Span struct {
 	Start, Size int64
 }
 
-// SpanError says which partition does not fit and why.
+// SpanError says which partition does not fit.
 type SpanError struct {
-	Index int
-	Msg   string
+	Index int    // the partition
+	Name  string // its name
+	Rest  bool   // it takes the rest, and nothing is left
+	Need  int64  // bytes the partitions need up to its end
+	Disk  int64
+	Table string
 }
 
-func (e *SpanError) Error() string { return e.Msg }
+func (e *SpanError) Error() string { return e.describe("") }
+
+// describe says what does not fit; label names where the disk size was
+// written ("layout.size"), if known.
+func (e *SpanError) describe(label string) string {
+	disk := "the disk"
+	if label != "" {
+		disk += " (" + label + ")"
+	}
+	disk += " has " + formatBytes(e.Disk)
+	if e.Table == "gpt" {
+		disk += ", less 1MiB kept for the GPT backup table"
+	}
+	if e.Rest {
+		return fmt.Sprintf("partition %q (rest) does not fit: the other partitions take the whole disk; %s", e.Name, disk)
+	}
+	return fmt.Sprintf("partition %q does not fit: the partitions need %s up to its end; %s", e.Name, formatBytes(e.Need), disk)
+}
+
+// percentError: a percentage with no disk size to take it of.
+type percentError struct {
+	index int
+	name  string
+}
+
+func errPercentNeedsSize(i int, name string) error { return &percentError{i, name} }
+
+func (e *percentError) Error() string {
+	return fmt.Sprintf("partition %q: a percentage needs a disk size (layout.size)", e.name)
+}
 
 func alignUp(v int64) int64 { return (v + Align - 1) / Align * Align }
 
@@ -83,12 +117,12 @@ func Spans(l *Layout, diskSize, restSize int64) ([]Span, int64, error) {
 			fixed += alignUp(p.Size.Bytes)
 		case p.Size.Percent > 0:
 			if diskSize == 0 {
-				return nil, 0, &SpanError{i, fmt.Sprintf("partition %q: a percentage needs a disk size (layout.size)", p.Name)}
+				return nil, 0, errPercentNeedsSize(i, p.Name)
 			}
 			fixed += diskSize * int64(p.Size.Percent) / 100 / Align * Align
 		}
 		if diskSize > 0 && fixed > end {
-			return nil, 0, &SpanError{i, fmt.Sprintf("partition %q does not fit: the partitions need %s up to here, the disk has %s", p.Name, formatBytes(fixed), formatBytes(end))}
+			return nil, 0, &SpanError{Index: i, Name: p.Name, Need: fixed, Disk: diskSize, Table: l.Table}
 		}
 	}
 	rest := int64(0)
@@ -97,7 +131,7 @@ func Spans(l *Layout, diskSize, restSize int64) ([]Span, int64, error) {
 			rest = end - fixed
 			if rest < Align {
 				i := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.Size.Rest })
-				return nil, 0, &SpanError{i, fmt.Sprintf("partition %q (rest) does not fit: the other partitions take the whole disk of %s", l.Partitions[i].Name, formatBytes(diskSize))}
+				return nil, 0, &SpanError{Index: i, Name: l.Partitions[i].Name, Rest: true, Need: fixed, Disk: diskSize, Table: l.Table}
 			}
 		} else {
 			rest = alignUp(max(restSize, Align))
@@ -231,22 +265,27 @@ func (v *validator) layout(l *Layout) {
 	if percent > 100 {
 		v.at(l.Meta, "partitions", "percentages add up to %d%%", percent)
 	}
-	sizes := map[int64]Position{}
+	// Check the layout against every disk size it is used with, naming
+	// the size that is too small.
+	sizes := map[int64]string{}
 	if l.Size != nil {
-		sizes[int64(*l.Size)] = l.At("size")
+		sizes[int64(*l.Size)] = joinPath(l.Path(), "size")
 	}
 	for _, o := range v.m.Outputs {
 		if s := DiskSizeOption(o); s != nil {
-			sizes[int64(*s)] = o.optionsMeta().At("size")
+			sizes[int64(*s)] = joinPath(o.Meta.Path(), "size")
 		}
 	}
 	if len(sizes) == 0 {
-		sizes[0] = l.Pos()
+		sizes[0] = ""
 	}
-	for size := range sizes {
-		if _, _, err := Spans(l, size, 0); err != nil {
-			se := err.(*SpanError)
-			v.at(l.Partitions[se.Index].Meta, "size", "%s", se.Msg)
+	for _, size := range slices.Sorted(maps.Keys(sizes)) {
+		_, _, err := Spans(l, size, 0)
+		switch e := err.(type) {
+		case *SpanError:
+			v.at(l.Partitions[e.Index].Meta, "size", "%s", e.describe(sizes[size]))
+		case *percentError:
+			v.at(l.Partitions[e.index].Meta, "size", "%s", e.Error())
 		}
 	}
 }

@@ -53,7 +53,7 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 		f(&o)
 	}
 	ps := &problems{}
-	l := &loader{files: map[string]bool{}}
+	l := &loader{}
 	m, err := l.load(filepath.Clean(path), nil, Position{}, ps)
 	if err != nil {
 		return nil, err
@@ -67,7 +67,9 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	if o.epoch != nil {
 		m.Epoch = o.epoch
 	}
-	validate(m, ps)
+	if !l.broken {
+		validate(m, ps)
+	}
 	return m, ps.err()
 }
 
@@ -94,7 +96,9 @@ func decodeFile(file string, data []byte, ps *problems) *Manifest {
 }
 
 type loader struct {
-	files map[string]bool // files read, against runaway chains
+	// broken is set when a base could not be read: the merged manifest
+	// lacks what the base holds, so only the reading problems are told.
+	broken bool
 }
 
 const maxExtendsDepth = 32
@@ -111,14 +115,16 @@ func (l *loader) load(path string, chain []string, from Position, ps *problems) 
 		if c == abs {
 			cycle := append(append([]string{}, chain[i:]...), abs)
 			for j := range cycle {
-				cycle[j] = relTo(cycle[j])
+				cycle[j] = strconv.Quote(relTo(cycle[j]))
 			}
 			ps.add(from, "extends: cycle: %s", strings.Join(cycle, " -> "))
+			l.broken = true
 			return nil, nil
 		}
 	}
 	if len(chain) >= maxExtendsDepth {
 		ps.add(from, "extends: chain deeper than %d files", maxExtendsDepth)
+		l.broken = true
 		return nil, nil
 	}
 	data, err := os.ReadFile(path)
@@ -126,7 +132,8 @@ func (l *loader) load(path string, chain []string, from Position, ps *problems) 
 		if from.File == "" {
 			return nil, err
 		}
-		ps.add(from, "extends: cannot read %s: %v", path, unwrapPathErr(err))
+		ps.add(from, "extends: cannot read %q: %v", path, unwrapPathErr(err))
+		l.broken = true
 		return nil, nil
 	}
 	m := decodeFile(path, data, ps)

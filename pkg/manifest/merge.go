@@ -84,7 +84,11 @@ func merge(base, child *Manifest) *Manifest {
 // overlayMeta combines positions: the child's keys win; keys in skip are
 // taken from the child only.
 func overlayMeta(base, child Meta, skip ...string) Meta {
+	// A section only the base writes keeps the base's position and path.
 	out := Meta{pos: child.pos, path: child.path, fields: map[string]Position{}}
+	if !child.written() {
+		out.pos, out.path = base.pos, base.path
+	}
 	for k, p := range base.fields {
 		if !slices.Contains(skip, k) {
 			out.fields[k] = p

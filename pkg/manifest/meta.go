@@ -8,6 +8,9 @@ type Meta struct {
 	pos    Position
 	path   string // where the mapping sits in its file ("files[2]")
 	fields map[string]Position
+	// bad marks a value written as something other than a mapping: the
+	// decoder reported that, and validation leaves the empty struct alone.
+	bad bool
 }
 
 // Pos is the position of the mapping itself.
@@ -31,6 +34,10 @@ func (m Meta) Item(key, value string) Position {
 	return m.At(key)
 }
 
+// written reports whether the mapping was written (or built by --set),
+// as opposed to a zero value standing for a missing section.
+func (m Meta) written() bool { return m.pos.Line > 0 && !m.bad }
+
 // Path is where the mapping sits in the file that wrote it, like
 // "files[2]" or "bootstrap"; "" for the document itself.
 func (m Meta) Path() string { return m.path }
@@ -42,6 +49,11 @@ func (m Meta) Has(key string) bool {
 }
 
 func (m *Meta) meta() *Meta { return m }
+
+// markItem records where a scalar list item under key was written.
+func (m *Meta) markItem(key, value string, pos Position) {
+	m.mark(key+"\x00"+value, pos)
+}
 
 // mark records that key was written at pos.
 func (m *Meta) mark(key string, pos Position) {

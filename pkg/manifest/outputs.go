@@ -83,6 +83,7 @@ func (o *Output) decodeNode(d *decoder, n *yaml.Node, path string) {
 	}
 	pairs, ok := d.pairs(n, path)
 	if !ok {
+		*o = Output{Meta: Meta{pos: d.pos(n), path: path, bad: true}}
 		return
 	}
 	*o = Output{Meta: Meta{pos: d.pos(n), path: path, fields: map[string]Position{}}}

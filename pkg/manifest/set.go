@@ -17,14 +17,15 @@ var setPathRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*(\.[A-Za
 // reported at the position of the text in the flag ("--set path:1:col").
 func applyOverride(m *Manifest, s string, ps *problems) {
 	path, value, found := strings.Cut(s, "=")
+	if !found {
+		// Not echoed: the argument may hold a password hash or a secret.
+		ps.add(Position{File: "--set", Line: 1, Col: 1}, "expected path=value or path+=value")
+		return
+	}
 	appendTo := strings.HasSuffix(path, "+")
 	path = strings.TrimSuffix(path, "+")
 	file := "--set " + path
 	at := func(col int) Position { return Position{File: file, Line: 1, Col: col} }
-	if !found {
-		ps.add(at(1), "expected path=value or path+=value, got %q", s)
-		return
-	}
 	if !setPathRe.MatchString(path) {
 		ps.add(at(1), "invalid path %q: write keys separated by dots, with [n] for list items (outputs[0].size)", path)
 		return
@@ -44,7 +45,7 @@ func applyOverride(m *Manifest, s string, ps *problems) {
 	}
 	shift(node, valueCol-1)
 
-	target, key, meta, err := navigate(reflect.ValueOf(m).Elem(), path)
+	target, key, meta, err := navigate(reflect.ValueOf(m).Elem(), path, at(1))
 	if err != nil {
 		ps.add(at(1), "%s: %v", path, err)
 		return
@@ -68,7 +69,16 @@ func applyOverride(m *Manifest, s string, ps *problems) {
 		d.decode(node, target, path)
 	}
 	if meta != nil {
-		meta.mark(key, Position{File: file, Line: 1, Col: valueCol})
+		meta.mark(key, at(valueCol))
+		items := []*yaml.Node{node}
+		if node.Kind == yaml.SequenceNode {
+			items = node.Content
+		}
+		for _, c := range items {
+			if c.Kind == yaml.ScalarNode {
+				meta.markItem(key, c.Value, d.pos(c))
+			}
+		}
 	}
 }
 
@@ -87,12 +97,12 @@ var indexRe = regexp.MustCompile(`\[([0-9]+)\]`)
 
 // navigate finds the value a dotted path names. It returns the value, the
 // last key and the Meta of the struct holding it, so the override can be
-// recorded as written.
-func navigate(v reflect.Value, path string) (reflect.Value, string, *Meta, error) {
+// recorded as written. A section the manifest did not write gets pos.
+func navigate(v reflect.Value, path string, pos Position) (reflect.Value, string, *Meta, error) {
 	var meta *Meta
 	var key string
 	steps := strings.Split(path, ".")
-	for si, step := range steps {
+	for i, step := range steps {
 		m := stepRe.FindStringSubmatch(step)
 		name := m[1]
 		for v.Kind() == reflect.Pointer {
@@ -102,7 +112,7 @@ func navigate(v reflect.Value, path string) (reflect.Value, string, *Meta, error
 			v = v.Elem()
 		}
 		if v.Kind() != reflect.Struct {
-			return v, "", nil, fmt.Errorf("%q is not a mapping", strings.Join(steps[:si], "."))
+			return v, "", nil, fmt.Errorf("%q is not a mapping", strings.Join(steps[:i], "."))
 		}
 		if out, ok := v.Addr().Interface().(*Output); ok {
 			if name == "type" {
@@ -118,10 +128,13 @@ func navigate(v reflect.Value, path string) (reflect.Value, string, *Meta, error
 		si := infoOf(v.Type())
 		f, ok := si.fields[name]
 		if !ok {
-			return v, "", nil, fmt.Errorf("no field %q%s", name, suggest(name, si.names))
+			return v, "", nil, fmt.Errorf("unknown field%s", suggest(name, si.names))
 		}
 		if hm, ok := v.Addr().Interface().(hasMeta); ok {
 			meta = hm.meta()
+			if !meta.written() {
+				*meta = Meta{pos: pos, path: strings.Join(steps[:i], ".")}
+			}
 		} else {
 			meta = nil
 		}

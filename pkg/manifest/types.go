@@ -10,6 +10,9 @@ package manifest
 const APIVersion = "imgplan/v1"
 
 // Manifest is one image, after extends and overrides are resolved.
+//
+// Top-level keys starting with "x-" are ignored: they hold values to be
+// reused through YAML anchors, as in compose files.
 type Manifest struct {
 	Meta `yaml:"-" json:"-"`
 
@@ -30,7 +33,7 @@ type Manifest struct {
 	Services    Services  `yaml:"services" json:"services" doc:"Services enabled and disabled at boot (systemd units or sysvinit scripts)."`
 	Run         []Hook    `yaml:"run" json:"run,omitempty" doc:"Scripts run at named phases: the escape hatch for what the manifest cannot say."`
 	Layout      *Layout   `yaml:"layout" json:"layout,omitempty" doc:"Partition layout for disk outputs (raw, qcow2, vmdk, vhd)."`
-	Outputs     []Output  `yaml:"outputs" json:"outputs,omitempty" doc:"What the build writes. Each output is its own cached stage." required:"true"`
+	Outputs     []Output  `yaml:"outputs" json:"outputs,omitempty" doc:"What the build writes. Each output is its own cached stage. A manifest without outputs builds its tree only (useful for a base)."`
 
 	// Resolved by Load, not written in YAML.
 
@@ -155,7 +158,7 @@ type Services struct {
 type Hook struct {
 	Meta `yaml:"-" json:"-"`
 
-	Phase  string      `yaml:"phase" json:"phase" doc:"When: post-bootstrap, post-packages, post-system, post-files, post-fstab, post-users or post-services." required:"true"`
+	Phase  string      `yaml:"phase" json:"phase" doc:"When: post-bootstrap, post-packages, post-system, post-users, post-files, post-fstab or post-services." required:"true"`
 	Script LocalPath   `yaml:"script" json:"script,omitzero" doc:"Script file, relative to the manifest; run with the image root as /."`
 	Inline string      `yaml:"inline" json:"inline,omitempty" doc:"Script text (run by /bin/sh -e) instead of a file."`
 	Chroot *bool       `yaml:"chroot" json:"chroot,omitempty" doc:"Run inside the image (default true). false runs on the host with IMGPLAN_ROOT set to the tree."`

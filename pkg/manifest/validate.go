@@ -26,7 +26,7 @@ type validator struct {
 
 func validate(m *Manifest, ps *problems) {
 	v := &validator{ps: ps, m: m}
-	v.required(reflect.ValueOf(m).Elem(), "")
+	v.required(reflect.ValueOf(m).Elem())
 	if m.Name != "" && !nameRe.MatchString(m.Name) {
 		v.at(m.Meta, "name", "invalid name %q: use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit", m.Name)
 	}
@@ -98,36 +98,42 @@ var (
 
 // required reports fields tagged required:"true" that were not written,
 // walking every struct, list and output option set in v.
-func (v *validator) required(rv reflect.Value, path string) {
+func (v *validator) required(rv reflect.Value) {
 	switch rv.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !rv.IsNil() {
-			v.required(rv.Elem(), path)
+			v.required(rv.Elem())
 		}
 	case reflect.Slice:
 		for i := 0; i < rv.Len(); i++ {
-			v.required(rv.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			v.required(rv.Index(i))
 		}
 	case reflect.Struct:
 		var meta Meta
 		if hm, ok := rv.Addr().Interface().(hasMeta); ok {
 			meta = *hm.meta()
 		}
+		if !meta.written() {
+			return // missing (reported by its parent) or not a mapping
+		}
 		t := rv.Type()
-		for _, f := range infoOf(t).fields {
+		si := infoOf(t)
+		for _, name := range si.names {
+			f := si.fields[name]
 			sf := t.FieldByIndex(f.index)
 			fv := rv.FieldByIndex(f.index)
-			if sf.Tag.Get("required") == "true" && !meta.Has(f.name) && fv.IsZero() {
+			// apiVersion is checked in each file as it is read.
+			if sf.Tag.Get("required") == "true" && !meta.Has(f.name) && fv.IsZero() && name != "apiVersion" {
 				where := "missing required field %q"
-				if path != "" {
-					where = path + ": " + where
+				if meta.Path() != "" {
+					where = meta.Path() + ": " + where
 				}
 				v.ps.add(meta.Pos(), where, f.name)
 			}
-			v.required(fv, joinPath(path, f.name))
+			v.required(fv)
 		}
 		if o, ok := rv.Addr().Interface().(*Output); ok && o.Options != nil {
-			v.required(reflect.ValueOf(o.Options), path)
+			v.required(reflect.ValueOf(o.Options))
 		}
 	}
 }
@@ -211,7 +217,7 @@ func (v *validator) bootstrap(b *Bootstrap) {
 	switch d.Family {
 	case FamilyTarball:
 		if !b.Source.IsZero() && v.localFile(b.Meta, "source", b.Source) && TarballCompression(b.Source.Raw) == "" {
-			v.at(b.Meta, "source", "%s: not a recognised archive (.tar, .tar.gz, .tgz, .tar.xz, .txz, .tar.zst)", b.Source.Raw)
+			v.at(b.Meta, "source", "%q: not a recognised archive (.tar, .tar.gz, .tgz, .tar.xz, .txz, .tar.zst)", b.Source.Raw)
 		}
 	case FamilyDirectory:
 		if !b.Source.IsZero() {
@@ -242,7 +248,7 @@ func (v *validator) url(meta Meta, key, raw string, schemes ...string) {
 	case err != nil:
 		v.at(meta, key, "invalid URL %q", raw)
 	case !slices.Contains(schemes, u.Scheme):
-		v.at(meta, key, "URL %q: scheme must be %s", raw, strings.Join(schemes, ", "))
+		v.at(meta, key, "URL %q: scheme must be %s", raw, orList(schemes))
 	case u.Scheme != "file" && u.Host == "":
 		v.at(meta, key, "URL %q has no host", raw)
 	case u.Scheme == "file" && u.Path == "":
@@ -254,6 +260,9 @@ func (v *validator) url(meta Meta, key, raw string, schemes ...string) {
 // that list) is a regular file.
 func (v *validator) localFile(meta Meta, key string, p LocalPath) bool {
 	return v.local(meta, key, p, func(fi os.FileInfo) string {
+		if fi.IsDir() {
+			return "is a directory" + map[bool]string{true: " (use tree)"}[key == "src"]
+		}
 		if !fi.Mode().IsRegular() {
 			return "not a regular file"
 		}
@@ -280,7 +289,7 @@ func (v *validator) local(meta Meta, key string, p LocalPath, check func(os.File
 	if msg == "" {
 		return true
 	}
-	v.item(meta, key, p.Raw, "%s: %s", p.Raw, msg)
+	v.item(meta, key, p.Raw, "%q: %s", p.Raw, msg)
 	return false
 }
 
@@ -564,4 +573,12 @@ func (v *validator) hooks(hooks []Hook) {
 			v.local(h.Meta, "inputs", in, nil)
 		}
 	}
+}
+
+// orList joins names for a message: "a", "a or b", "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgplan/imgplan/pkg/exec/sandbox"
 	"github.com/imgplan/imgplan/pkg/manifest"
 )
 
@@ -23,6 +24,8 @@ const (
 type usageError struct{ error }
 
 func main() {
+	// A re-exec of this binary as a build sandbox runs there and exits.
+	sandbox.Init()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -64,6 +67,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newValidateCmd(),
 		newPlanCmd(),
+		newApplyCmd(),
 		newGraphCmd(),
 		newSchemaCmd(),
 		newVersionCmd(),

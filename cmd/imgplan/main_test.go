@@ -50,14 +50,14 @@ func TestPlanGolden(t *testing.T) {
 		{"plan-web.md", "markdown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errOut, code := runCLI(t, "plan", "testdata/plan/web.yaml", "--format", tc.format)
+			out, errOut, code := runCLI(t, "plan", "testdata/plan/web.yaml", "--format", tc.format, "--offline", "--cache-dir", t.TempDir())
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
 			golden(t, tc.name, out)
 		})
 	}
-	out, errOut, code := runCLI(t, "graph", "testdata/plan/web.yaml")
+	out, errOut, code := runCLI(t, "graph", "testdata/plan/web.yaml", "--offline", "--cache-dir", t.TempDir())
 	if code != 0 {
 		t.Fatalf("graph: exit %d: %s", code, errOut)
 	}
@@ -66,7 +66,7 @@ func TestPlanGolden(t *testing.T) {
 
 func TestSourceDateEpochOverridesManifest(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1")
-	out, errOut, code := runCLI(t, "plan", "testdata/plan/base.yaml", "--format", "json")
+	out, errOut, code := runCLI(t, "plan", "testdata/plan/base.yaml", "--format", "json", "--offline", "--cache-dir", t.TempDir())
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

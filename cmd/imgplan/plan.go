@@ -42,6 +42,7 @@ func newValidateCmd() *cobra.Command {
 
 func newPlanCmd() *cobra.Command {
 	var lf loadFlags
+	var sf storeFlags
 	var format string
 	cmd := &cobra.Command{
 		Use:   "plan MANIFEST",
@@ -52,14 +53,15 @@ func newPlanCmd() *cobra.Command {
 			if !ok {
 				return usageError{fmt.Errorf("unknown --format %q (text, json, markdown)", format)}
 			}
-			p, err := lf.compile(args[0])
+			pl, err := compileWithStore(cmd.Context(), &lf, &sf, args[0], false)
 			if err != nil {
 				return err
 			}
-			return write(cmd.OutOrStdout(), p)
+			return write(cmd.OutOrStdout(), pl.plan)
 		},
 	}
 	lf.register(cmd)
+	sf.register(cmd)
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
 	return cmd
 }
@@ -72,18 +74,20 @@ var planWriters = map[string]func(io.Writer, *plan.Plan) error{
 
 func newGraphCmd() *cobra.Command {
 	var lf loadFlags
+	var sf storeFlags
 	cmd := &cobra.Command{
 		Use:   "graph MANIFEST",
-		Short: "Print the stage DAG as Graphviz DOT",
+		Short: "Print the stage DAG as Graphviz DOT (cached nodes filled grey)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := lf.compile(args[0])
+			pl, err := compileWithStore(cmd.Context(), &lf, &sf, args[0], false)
 			if err != nil {
 				return err
 			}
-			return plan.WriteDOT(cmd.OutOrStdout(), p)
+			return plan.WriteDOT(cmd.OutOrStdout(), pl.plan)
 		},
 	}
 	lf.register(cmd)
+	sf.register(cmd)
 	return cmd
 }

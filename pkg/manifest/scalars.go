@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -44,6 +45,22 @@ func parseMode(s string) (Mode, error) {
 }
 
 func (m Mode) String() string { return fmt.Sprintf("%04o", uint32(m)) }
+
+// FileMode is the mode as Go file mode bits (setuid, setgid and sticky in
+// Go's places).
+func (m Mode) FileMode() fs.FileMode {
+	fm := fs.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		fm |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		fm |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		fm |= fs.ModeSticky
+	}
+	return fm
+}
 
 // MarshalJSON writes the canonical octal string.
 func (m Mode) MarshalJSON() ([]byte, error) { return json.Marshal(m.String()) }

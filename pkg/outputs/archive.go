@@ -15,12 +15,11 @@ var Cpio = register(&Kind{Name: string(manifest.OutputCpio), Version: 1, Describ
 type ArchiveParams struct {
 	Compression string `json:"compression"`
 	Level       *int   `json:"level,omitempty"`
-	Epoch       int64  `json:"epoch"`
 }
 
 func describeArchive(o manifest.Output, _ *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	opt := o.Options.(*manifest.ArchiveOptions)
-	p := &ArchiveParams{Compression: o.ArchiveCompression(), Level: opt.Level, Epoch: c.Epoch}
+	p := &ArchiveParams{Compression: o.ArchiveCompression(), Level: opt.Level}
 	summary := string(o.Type)
 	if p.Compression != "none" {
 		summary += " " + p.Compression

@@ -21,7 +21,6 @@ type DiskParams struct {
 	// Size is the disk size; 0 sizes the disk to fit the tree.
 	Size       int64             `json:"size,omitempty"`
 	Partitions []PartitionParams `json:"partitions"`
-	Epoch      int64             `json:"epoch"`
 }
 
 // PartitionParams is one partition with defaults applied.
@@ -51,7 +50,7 @@ func DiskSize(o manifest.Output, m *manifest.Manifest) int64 {
 
 func describeDisk(o manifest.Output, m *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	l := m.Layout
-	p := &DiskParams{Table: l.Table, Size: DiskSize(o, m), Epoch: c.Epoch}
+	p := &DiskParams{Table: l.Table, Size: DiskSize(o, m)}
 	var parts []string
 	for _, part := range l.Partitions {
 		flags := append([]string(nil), part.Flags...)

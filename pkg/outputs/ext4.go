@@ -17,8 +17,7 @@ type Ext4Params struct {
 	Headroom manifest.Extent `json:"headroom"`
 	Label    string          `json:"label,omitempty"`
 	// UUID is derived from the node key when empty.
-	UUID  string `json:"uuid,omitempty"`
-	Epoch int64  `json:"epoch"`
+	UUID string `json:"uuid,omitempty"`
 }
 
 // DefaultHeadroom is the free space of an automatically sized image.
@@ -26,7 +25,7 @@ var DefaultHeadroom = manifest.Extent{Percent: 20}
 
 func describeExt4(o manifest.Output, _ *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	opt := o.Options.(*manifest.Ext4Options)
-	p := &Ext4Params{Label: opt.Label, UUID: opt.UUID, Epoch: c.Epoch, Headroom: DefaultHeadroom}
+	p := &Ext4Params{Label: opt.Label, UUID: opt.UUID, Headroom: DefaultHeadroom}
 	summary := "auto size"
 	if opt.Size != nil {
 		p.Size, p.Headroom = int64(*opt.Size), manifest.Extent{}

@@ -4,7 +4,11 @@
 package outputs
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/imgplan/imgplan/pkg/manifest"
@@ -20,6 +24,24 @@ type Kind struct {
 	Version int
 	// Describe returns the node for one output.
 	Describe func(o manifest.Output, m *manifest.Manifest, c *stages.Context) (*stages.Description, error)
+	// Build writes the artifact, a file or a directory named Artifact in
+	// env.Out(), from the finished tree env.Root() (read-only).
+	Build func(ctx context.Context, env stages.Env, params json.RawMessage) error
+}
+
+// Artifact is the name of what an output builder writes in env.Out().
+const Artifact = "artifact"
+
+// ArtifactPath is where a builder writes its artifact.
+func ArtifactPath(env stages.Env) string { return filepath.Join(env.Out(), Artifact) }
+
+func decode(raw json.RawMessage, p any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p); err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	return nil
 }
 
 // Code names the kind and its code version, as keys record it.

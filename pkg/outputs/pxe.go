@@ -19,13 +19,12 @@ type PXEParams struct {
 	TmpfsSize   manifest.Extent `json:"tmpfs_size,omitzero"`
 	Compression string          `json:"compression,omitempty"`
 	// MACs are lower case, dash-separated, as pxelinux names its files.
-	MACs  []string `json:"macs,omitempty"`
-	Epoch int64    `json:"epoch"`
+	MACs []string `json:"macs,omitempty"`
 }
 
 func describePXE(o manifest.Output, _ *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	opt := o.Options.(*manifest.PXEOptions)
-	p := &PXEParams{Boot: opt.Boot, Server: opt.Server, KernelArgs: opt.KernelArgs, Epoch: c.Epoch}
+	p := &PXEParams{Boot: opt.Boot, Server: opt.Server, KernelArgs: opt.KernelArgs}
 	if p.Boot == "overlay-squashfs" {
 		p.TmpfsSize = manifest.Extent{Percent: 50}
 		if opt.TmpfsSize != nil {

@@ -16,12 +16,11 @@ type SquashfsParams struct {
 	// Level is the compressor's default when nil.
 	Level     *int  `json:"level,omitempty"`
 	BlockSize int64 `json:"block_size"`
-	Epoch     int64 `json:"epoch"`
 }
 
 func describeSquashfs(o manifest.Output, _ *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	opt := o.Options.(*manifest.SquashfsOptions)
-	p := &SquashfsParams{Compression: opt.Compression, Level: opt.Level, BlockSize: 128 << 10, Epoch: c.Epoch}
+	p := &SquashfsParams{Compression: opt.Compression, Level: opt.Level, BlockSize: 128 << 10}
 	if p.Compression == "" {
 		p.Compression = "zstd"
 	}

@@ -13,12 +13,28 @@ import (
 type Option func(*options)
 
 type options struct {
-	files *digest.Files
+	files   *digest.Files
+	hostApt *stages.HostApt
+	index   func(string) (digest.Digest, error)
+	notes   []string
 }
 
 // WithFiles shares a digest cache between compilations (variants of one
 // base read each local file once).
 func WithFiles(f *digest.Files) Option { return func(o *options) { o.files = f } }
+
+// WithHostApt gives the build host's apt configuration, which Debian
+// manifests without a mirror default to.
+func WithHostApt(h *stages.HostApt) Option { return func(o *options) { o.hostApt = h } }
+
+// WithIndex gives the function that returns repository index digests.
+// Without it the plan has none in its keys, and says so.
+func WithIndex(index func(url string) (digest.Digest, error)) Option {
+	return func(o *options) { o.index = index }
+}
+
+// WithNote adds a note the plan shows its reader.
+func WithNote(note string) Option { return func(o *options) { o.notes = append(o.notes, note) } }
 
 // Compile turns a loaded, valid manifest into a plan. The rootfs stages
 // form a chain in manifest.Stages order, each followed by the hooks of its
@@ -34,11 +50,14 @@ func Compile(m *manifest.Manifest, opts ...Option) (*Plan, error) {
 	if o.files == nil {
 		o.files = digest.NewFiles()
 	}
-	c := &stages.Context{Files: o.files}
+	c := &stages.Context{Files: o.files, HostApt: o.hostApt, Index: o.index}
 	if m.Epoch != nil {
 		c.Epoch = *m.Epoch
 	}
-	b := &builder{plan: &Plan{Format: Format, Name: m.Name, Manifest: m.Path, Files: m.Chain, Epoch: c.Epoch}, keys: map[string]digest.Digest{}}
+	b := &builder{plan: &Plan{Format: Format, Name: m.Name, Manifest: m.Path, Files: m.Chain, Epoch: c.Epoch, Notes: o.notes}, keys: map[string]digest.Digest{}}
+	if o.index == nil {
+		b.plan.Notes = append(b.plan.Notes, "repository indexes not consulted: keys do not follow archive updates")
+	}
 
 	var last string
 	chain := func(id, kind, code string, d *stages.Description, err error) {
@@ -126,7 +145,7 @@ func (b *builder) add(id, kind, code string, parents []string, d *stages.Descrip
 	for i, p := range parents {
 		pk[i] = b.keys[p]
 	}
-	key, err := computeKey(kind, code, params, d.Inputs, pk)
+	key, err := computeKey(kind, code, b.plan.Epoch, params, d.Inputs, pk)
 	if err != nil {
 		b.errs = append(b.errs, err)
 		return false

@@ -18,9 +18,12 @@ const KeyFormat = "imgplan.key.v1"
 // what a build can observe goes in: no manifest names, paths of local
 // inputs, comments or key order.
 type keyPayload struct {
-	Format  string          `json:"format"`
-	Kind    string          `json:"kind"`
-	Code    string          `json:"code"`
+	Format string `json:"format"`
+	Kind   string `json:"kind"`
+	Code   string `json:"code"`
+	// Epoch is SOURCE_DATE_EPOCH, which every build step sees (dpkg,
+	// useradd and the outputs' timestamps all use it).
+	Epoch   int64           `json:"epoch"`
 	Params  json.RawMessage `json:"params"`
 	Inputs  []keyInput      `json:"inputs"`
 	Parents []digest.Digest `json:"parents"`
@@ -48,16 +51,16 @@ func canonical(v any) (json.RawMessage, error) {
 	return json.Marshal(tree)
 }
 
-// computeKey hashes a node from its kind, code version, canonical params,
-// inputs and its parents' keys (in order).
-func computeKey(kind, code string, params json.RawMessage, inputs []stages.Input, parents []digest.Digest) (digest.Digest, error) {
+// computeKey hashes a node from its kind, code version, the epoch, its
+// canonical params, inputs and its parents' keys (in order).
+func computeKey(kind, code string, epoch int64, params json.RawMessage, inputs []stages.Input, parents []digest.Digest) (digest.Digest, error) {
 	in := make([]keyInput, len(inputs))
 	for i, x := range inputs {
 		in[i] = keyInput{Role: x.Role, Digest: x.Digest}
 	}
 	sort.Slice(in, func(i, j int) bool { return in[i].Role < in[j].Role })
 	payload, err := json.Marshal(keyPayload{
-		Format: KeyFormat, Kind: kind, Code: code, Params: params, Inputs: in, Parents: parents,
+		Format: KeyFormat, Kind: kind, Code: code, Epoch: epoch, Params: params, Inputs: in, Parents: parents,
 	})
 	if err != nil {
 		return "", fmt.Errorf("encode key of %s: %w", kind, err)

@@ -23,7 +23,10 @@ type Plan struct {
 	Manifest string   `json:"manifest"`
 	Files    []string `json:"files"`
 	Epoch    int64    `json:"epoch"`
-	Nodes    []*Node  `json:"nodes"`
+	// Notes are things a reader of the plan should know, like planning
+	// offline.
+	Notes []string `json:"notes,omitempty"`
+	Nodes []*Node  `json:"nodes"`
 }
 
 // Status says whether a node must be built.
@@ -70,15 +73,15 @@ func (p *Plan) Node(id string) *Node {
 
 // Cache tells a plan which nodes are already built.
 type Cache interface {
-	// Status reports whether the node's key is stored and, when it is not,
+	// Status reports whether node n of p is stored and, when it is not,
 	// why it must be built.
-	Status(n *Node) (Status, string)
+	Status(p *Plan, n *Node) (Status, string)
 }
 
 // Annotate fills every node's status and reason from c.
 func (p *Plan) Annotate(c Cache) {
 	for _, n := range p.Nodes {
-		n.Status, n.Reason = c.Status(n)
+		n.Status, n.Reason = c.Status(p, n)
 	}
 }
 

@@ -44,7 +44,11 @@ func extends(p *Plan) string {
 
 // WriteText writes the plan as a table for a terminal.
 func WriteText(w io.Writer, p *Plan) error {
-	fmt.Fprintf(w, "Plan for %s from %s%s\n%s\n\n", p.Name, p.Manifest, extends(p), header(p))
+	fmt.Fprintf(w, "Plan for %s from %s%s\n%s\n", p.Name, p.Manifest, extends(p), header(p))
+	for _, note := range p.Notes {
+		fmt.Fprintf(w, "Note: %s\n", note)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tKEY\tAFTER\tSTATUS\tWHAT\tREASON")
 	for _, n := range p.Nodes {
@@ -68,6 +72,9 @@ func dash(s string) string {
 func WriteMarkdown(w io.Writer, p *Plan) error {
 	fmt.Fprintf(w, "### imgplan plan: `%s`\n\n", p.Name)
 	fmt.Fprintf(w, "From `%s`%s. %s.\n\n", p.Manifest, mdEscape(extends(p)), header(p))
+	for _, note := range p.Notes {
+		fmt.Fprintf(w, "> %s\n\n", mdEscape(note))
+	}
 	fmt.Fprintln(w, "| Node | Key | After | Status | What | Reason |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, n := range p.Nodes {

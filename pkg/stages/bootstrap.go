@@ -28,6 +28,12 @@ type BootstrapParams struct {
 	Repos      []RepoParams    `json:"repos,omitempty"`
 	// Compression of a tarball source: none, gzip, xz or zstd.
 	Compression string `json:"compression,omitempty"`
+	// Keys are the input roles of the archive key files.
+	Keys []string `json:"keys,omitempty"`
+	// Sources are the apt sources of a Debian-family image: the mirror,
+	// or the host's sources retargeted to the release, then extra repos.
+	// Empty means the bootstrap tool's own default.
+	Sources []AptSource `json:"sources,omitempty"`
 }
 
 // RepoParams is an extra repository.
@@ -71,6 +77,11 @@ func describeBootstrap(m *manifest.Manifest, c *Context) (*Description, error) {
 			p.Components = []string{"main"}
 		}
 		p.Packages = sortedCopy(b.Packages)
+		var in []Input
+		var err error
+		p.Sources, in, err = debSources(m, c, p.Components)
+		errs = append(errs, err)
+		d.Inputs = append(d.Inputs, in...)
 	case manifest.FamilyRPM:
 		p.Packages = sortedCopy(b.Packages)
 		p.Groups = sortedCopy(b.Groups)
@@ -95,7 +106,9 @@ func describeBootstrap(m *manifest.Manifest, c *Context) (*Description, error) {
 		if err != nil {
 			errs = append(errs, problem(b.Item("gpgkeys", k.Raw), "bootstrap.gpgkeys: %v", err))
 		}
-		d.Inputs = append(d.Inputs, Input{Role: fmt.Sprintf("bootstrap.gpgkeys[%d]", i), Path: k.Path, Digest: dg})
+		role := fmt.Sprintf("bootstrap.gpgkeys[%d]", i)
+		p.Keys = append(p.Keys, role)
+		d.Inputs = append(d.Inputs, Input{Role: role, Path: k.Path, Digest: dg})
 	}
 	for _, r := range b.Repos {
 		rp := RepoParams{Name: r.Name, URL: r.URL, Suite: r.Suite, Components: r.Components}
@@ -125,6 +138,35 @@ func describeBootstrap(m *manifest.Manifest, c *Context) (*Description, error) {
 	}
 	d.Summary = bootstrapSummary(p, b)
 	return d, errors.Join(errs...)
+}
+
+// debSources returns the apt sources of a Debian-family manifest and an
+// input per suite index. The packages stage installs from the same
+// sources, so both stages' keys change when the archive does.
+func debSources(m *manifest.Manifest, c *Context, components []string) ([]AptSource, []Input, error) {
+	b := m.Bootstrap
+	var src []AptSource
+	if b.Mirror != "" {
+		src = []AptSource{{URI: b.Mirror, Suite: b.Release, Components: components}}
+	} else {
+		src = c.HostApt.DefaultSources(b.Distro, b.Release, components)
+	}
+	for _, r := range b.Repos {
+		suite, comps := r.Suite, r.Components
+		if suite == "" {
+			suite = b.Release
+		}
+		if len(comps) == 0 {
+			comps = []string{"main"}
+		}
+		src = append(src, AptSource{URI: r.URL, Suite: suite, Components: comps})
+	}
+	urls := make([]string, len(src))
+	for i, s := range src {
+		urls[i] = s.InRelease()
+	}
+	in, err := c.indexInputs(b.At("mirror"), urls)
+	return src, in, err
 }
 
 func bootstrapSummary(p *BootstrapParams, b manifest.Bootstrap) string {

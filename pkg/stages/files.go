@@ -1,17 +1,23 @@
 package stages
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path"
 	"strings"
 
+	"github.com/imgplan/imgplan/pkg/fsroot"
 	"github.com/imgplan/imgplan/pkg/manifest"
 )
 
 // Files overlays files, directories, symlinks and trees on the image and
 // removes paths from it, in manifest order.
-var Files = register(&Kind{Name: "files", Version: 1, Describe: describeFiles})
+var Files = register(&Kind{Name: "files", Version: 1, Describe: describeFiles, Build: buildFiles})
 
 // FilesParams is the ordered list of operations.
 type FilesParams struct {
@@ -120,4 +126,90 @@ func unixPerm(m os.FileMode) manifest.Mode {
 		p |= 0o1000
 	}
 	return p
+}
+
+func buildFiles(_ context.Context, env Env, raw json.RawMessage) error {
+	var p FilesParams
+	if err := decode(raw, &p); err != nil {
+		return err
+	}
+	r := env.Root()
+	for i, op := range p.Ops {
+		if err := applyFileOp(env, r, op); err != nil {
+			return fmt.Errorf("files[%d] %s %s: %w", i, op.Kind, op.Dest, err)
+		}
+	}
+	return nil
+}
+
+func applyFileOp(env Env, r *fsroot.Root, op FileOp) error {
+	uid, gid, err := owners(r, op.Owner, op.Group)
+	if err != nil {
+		return err
+	}
+	var mode fs.FileMode
+	if op.Mode != nil {
+		mode = op.Mode.FileMode()
+	}
+	parent := path.Dir(op.Dest)
+	switch op.Kind {
+	case "src", "content":
+		var src io.Reader
+		if op.Kind == "content" {
+			src = strings.NewReader(*op.Content)
+		} else {
+			p, err := env.Input(op.Input)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			src = f
+		}
+		// Like cp, a symlink at dest is written through (inside the image).
+		return r.WriteFile(op.Dest, src, fsroot.WriteOptions{Perm: mode, UID: uid, GID: gid, FollowSymlink: true, MkdirParents: true})
+	case "symlink":
+		if err := r.MkdirAll(parent, 0o755); err != nil {
+			return err
+		}
+		if err := r.Symlink(op.Target, op.Dest); err != nil {
+			return err
+		}
+		return r.Lchown(op.Dest, uid, gid)
+	case "tree":
+		p, err := env.Input(op.Input)
+		if err != nil {
+			return err
+		}
+		if err := r.MkdirAll(op.Dest, 0o755); err != nil {
+			return err
+		}
+		return r.CopyTree(p, op.Dest, uid, gid)
+	case "directory":
+		if err := r.MkdirAll(parent, 0o755); err != nil {
+			return err
+		}
+		return r.Mkdir(op.Dest, mode, uid, gid)
+	case "remove":
+		return r.RemoveAll(op.Dest)
+	}
+	return fmt.Errorf("unknown kind %q", op.Kind)
+}
+
+// owners resolves owner and group names in the image ("" is root).
+func owners(r *fsroot.Root, owner, group string) (uid, gid int, err error) {
+	if owner != "" {
+		if uid, _, err = r.LookupUser(owner); err != nil {
+			return 0, 0, err
+		}
+	}
+	if group != "" {
+		if gid, err = r.LookupGroup(group); err != nil {
+			return 0, 0, err
+		}
+	}
+	return uid, gid, nil
 }

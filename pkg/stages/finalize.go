@@ -1,20 +1,14 @@
 package stages
 
-import (
-	"fmt"
+import "github.com/imgplan/imgplan/pkg/manifest"
 
-	"github.com/imgplan/imgplan/pkg/manifest"
-)
-
-// Finalize cleans package caches, empties machine-id, restores resolv.conf
-// and clamps every timestamp to the epoch.
+// Finalize removes package caches, build logs and ids that differ on every
+// build, and empties /etc/machine-id.
 var Finalize = register(&Kind{Name: KindFinalize, Version: 1, Describe: describeFinalize})
 
-// FinalizeParams holds the epoch timestamps are clamped to.
-type FinalizeParams struct {
-	Epoch int64 `json:"epoch"`
-}
+// FinalizeParams is empty: finalize does the same to every tree.
+type FinalizeParams struct{}
 
-func describeFinalize(_ *manifest.Manifest, c *Context) (*Description, error) {
-	return &Description{Params: &FinalizeParams{Epoch: c.Epoch}, Summary: fmt.Sprintf("clean caches, machine-id, clamp times to %d", c.Epoch)}, nil
+func describeFinalize(*manifest.Manifest, *Context) (*Description, error) {
+	return &Description{Params: &FinalizeParams{}, Summary: "clean caches and build logs, empty machine-id"}, nil
 }

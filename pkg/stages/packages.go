@@ -18,7 +18,7 @@ type PackagesParams struct {
 	Remove  []string        `json:"remove,omitempty"`
 }
 
-func describePackages(m *manifest.Manifest, _ *Context) (*Description, error) {
+func describePackages(m *manifest.Manifest, c *Context) (*Description, error) {
 	p := m.Packages
 	if len(p.Install)+len(p.Remove) == 0 {
 		return nil, nil
@@ -33,6 +33,20 @@ func describePackages(m *manifest.Manifest, _ *Context) (*Description, error) {
 		Install: sortedCopy(p.Install),
 		Remove:  sortedCopy(p.Remove),
 	}
+	d := &Description{Params: params}
+	if params.Family == manifest.FamilyDeb {
+		comps := m.Bootstrap.Components
+		if len(comps) == 0 {
+			comps = []string{"main"}
+		}
+		var err error
+		// The sources are the bootstrap's (its params carry them); only
+		// their index digests are inputs here.
+		_, d.Inputs, err = debSources(m, c, comps)
+		if err != nil {
+			return nil, err
+		}
+	}
 	var parts []string
 	if n := len(params.Install); n > 0 {
 		parts = append(parts, fmt.Sprintf("install %d", n))
@@ -40,5 +54,6 @@ func describePackages(m *manifest.Manifest, _ *Context) (*Description, error) {
 	if n := len(params.Remove); n > 0 {
 		parts = append(parts, fmt.Sprintf("remove %d", n))
 	}
-	return &Description{Params: params, Summary: strings.Join(parts, ", ")}, nil
+	d.Summary = strings.Join(parts, ", ")
+	return d, nil
 }

@@ -5,6 +5,10 @@
 package stages
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -25,6 +29,34 @@ type Input struct {
 type Context struct {
 	Files *digest.Files
 	Epoch int64
+	// HostApt is the build host's apt configuration, which Debian-family
+	// manifests without a mirror default to (nil: the tools' defaults).
+	HostApt *HostApt
+	// Index returns the digest of a repository's signed index (InRelease,
+	// repomd.xml), fetched at plan time so that an archive update changes
+	// the keys of the stages that install from it. Nil plans offline:
+	// index digests are then not part of the keys.
+	Index func(url string) (digest.Digest, error)
+}
+
+// indexInputs returns an input per repository index, by URL.
+func (c *Context) indexInputs(pos manifest.Position, urls []string) ([]Input, error) {
+	if c.Index == nil {
+		return nil, nil
+	}
+	var out []Input
+	var errs []error
+	for _, u := range urls {
+		d, err := c.Index(u)
+		if err != nil {
+			errs = append(errs, problem(pos, "repository index %s: %v", u, err))
+			continue
+		}
+		if d != "" { // "": unknown offline
+			out = append(out, Input{Role: "index " + u, Digest: d})
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // Description is what a kind says about one node: the parameters its
@@ -48,6 +80,22 @@ type Kind struct {
 	// stage (an empty section makes no node). Problems in the manifest are
 	// returned as *manifest.Error values (several joined with errors.Join).
 	Describe func(m *manifest.Manifest, c *Context) (*Description, error)
+	// Build makes the node's layer in env from its parameters.
+	Build func(ctx context.Context, env Env, params json.RawMessage) error
+	// API says the builder runs commands in the image, which then gets
+	// /proc, /sys, /dev, /run, /tmp and the host's resolv.conf mounted,
+	// and services blocked, while it runs.
+	API bool
+}
+
+// decode reads a node's parameters into p, strictly.
+func decode(raw json.RawMessage, p any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p); err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	return nil
 }
 
 // Code names the kind and its code version, as keys record it.

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgplan/imgplan/pkg/exec"
+	"github.com/imgplan/imgplan/pkg/manifest"
+)
+
+func newApplyCmd() *cobra.Command {
+	var lf loadFlags
+	var sf storeFlags
+	var outDir, snapshotter, logFormat string
+	var jobs int
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "apply MANIFEST",
+		Short: "Build the image: every stage not in the store, then the outputs",
+		Long: "Apply plans the manifest, builds every node whose key the store does not\n" +
+			"hold (each in an isolated sandbox, each committed to the store when\n" +
+			"complete), and copies the outputs to the output directory with a report\n" +
+			"(imgplan-report.json) of what was built and what was cached.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var progress exec.Progress
+			switch logFormat {
+			case "text":
+				progress = &textProgress{w: cmd.ErrOrStderr()}
+			case "json":
+				progress = &jsonProgress{log: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
+			default:
+				return usageError{fmt.Errorf("unknown --log-format %q (text, json)", logFormat)}
+			}
+			pl, err := compileWithStore(ctx, &lf, &sf, args[0], true)
+			if err != nil {
+				return err
+			}
+			p := pl.plan
+			if outDir == "" {
+				outDir = filepath.Join("out", p.Name)
+			}
+			toBuild, cached := p.Counts()
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d nodes, %d to build, %d cached\n", p.Name, len(p.Nodes), toBuild, cached)
+			opts := []exec.Option{exec.WithProgress(progress), exec.WithJobs(jobs), exec.WithSnapshotter(snapshotter),
+				exec.WithLogger(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))}
+			if verbose {
+				opts = append(opts, exec.WithBuildLog(cmd.ErrOrStderr()))
+			}
+			rep, err := exec.New(pl.store, opts...).Apply(ctx, p, outDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: built %d, cached %d in %.1fs; outputs in %s\n", p.Name, rep.Built, rep.Cached, rep.Seconds, outDir)
+			for _, o := range rep.Outputs {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", filepath.Join(outDir, o.Path), manifest.Size(max(o.Size, 1)))
+			}
+			return nil
+		},
+	}
+	lf.register(cmd)
+	sf.register(cmd)
+	cmd.Flags().StringVarP(&outDir, "out", "o", "", "output directory (default out/<name>)")
+	cmd.Flags().IntVarP(&jobs, "jobs", "j", 0, "nodes built at once (default: number of CPUs)")
+	cmd.Flags().StringVar(&snapshotter, "snapshotter", "", "overlay or copy (default: overlay where it works)")
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "progress as text or json lines")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of build commands")
+	return cmd
+}
+
+// textProgress prints a line per node as it starts and as it ends, with
+// its key, status, duration and size.
+type textProgress struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (t *textProgress) Event(e exec.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := e.Node
+	switch e.Status {
+	case "building":
+		fmt.Fprintf(t.w, "  %-9s %-24s %s  %s\n", "build", n.ID, n.Key.Short(), n.Summary)
+	case "waiting":
+		fmt.Fprintf(t.w, "  %-9s %-24s %s  another build holds it\n", "wait", n.ID, n.Key.Short())
+	case "cached":
+		fmt.Fprintf(t.w, "  %-9s %-24s %s\n", "cached", n.ID, n.Key.Short())
+	case "built":
+		fmt.Fprintf(t.w, "  %-9s %-24s %s  %6.1fs  %s\n", "built", n.ID, n.Key.Short(), e.Elapsed.Seconds(), manifest.Size(max(e.Size, 1)))
+	case "failed":
+		fmt.Fprintf(t.w, "  %-9s %-24s %s  %6.1fs\n", "FAILED", n.ID, n.Key.Short(), e.Elapsed.Seconds())
+	}
+}
+
+// jsonProgress writes one JSON object per event.
+type jsonProgress struct{ log *slog.Logger }
+
+func (j *jsonProgress) Event(e exec.Event) {
+	attrs := []any{"node", e.Node.ID, "kind", e.Node.Kind, "key", string(e.Node.Key), "status", e.Status}
+	if e.Elapsed > 0 {
+		attrs = append(attrs, "seconds", e.Elapsed.Round(time.Millisecond).Seconds())
+	}
+	if e.Size > 0 {
+		attrs = append(attrs, "size", e.Size)
+	}
+	if e.Err != nil {
+		attrs = append(attrs, "error", e.Err.Error())
+	}
+	j.log.Info("node", attrs...)
+}

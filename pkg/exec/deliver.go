@@ -1,0 +1,108 @@
+package exec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/imgplan/imgplan/pkg/digest"
+	"github.com/imgplan/imgplan/pkg/outputs"
+	"github.com/imgplan/imgplan/pkg/plan"
+)
+
+// stateFile remembers what deliver wrote, so an unchanged output is not
+// copied again.
+const stateFile = ".imgplan-state.json"
+
+type delivered struct {
+	Key   digest.Digest `json:"key"`
+	Ino   uint64        `json:"ino"`
+	Size  int64         `json:"size"`
+	Mtime int64         `json:"mtime"`
+}
+
+// deliver copies each output's artifact from the store to outDir/<path>.
+// Outputs are copied, never hard-linked: users boot and modify them, and a
+// shared inode would corrupt the store. An output already there, with the
+// inode, size and time recorded when it was written for the same key, is
+// left alone.
+func deliver(p *plan.Plan, objs map[string]*Object, outDir string) ([]OutputReport, error) {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	state := map[string]delivered{}
+	if b, err := os.ReadFile(filepath.Join(outDir, stateFile)); err == nil {
+		json.Unmarshal(b, &state) //nolint:errcheck // a bad state file only costs a copy
+	}
+	var reps []OutputReport
+	for _, n := range p.Nodes {
+		if n.Output == "" {
+			continue
+		}
+		obj := objs[n.ID]
+		src := filepath.Join(obj.Data(), outputs.Artifact)
+		dst := filepath.Join(outDir, n.Output)
+		rep := OutputReport{Path: n.Output, Key: n.Key}
+		if s, ok := state[n.Output]; ok && s.Key == n.Key && unchanged(dst, s) {
+			rep.Size = s.Size
+			reps = append(reps, rep)
+			continue
+		}
+		if err := copyArtifact(src, dst); err != nil {
+			return nil, fmt.Errorf("output %s: %w", n.Output, err)
+		}
+		fi, err := os.Lstat(dst)
+		if err != nil {
+			return nil, err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		state[n.Output] = delivered{Key: n.Key, Ino: st.Ino, Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
+		rep.Size, rep.Copied = fi.Size(), true
+		reps = append(reps, rep)
+	}
+	b, err := json.MarshalIndent(state, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return reps, writeFileAtomic(filepath.Join(outDir, stateFile), b)
+}
+
+func unchanged(dst string, s delivered) bool {
+	fi, err := os.Lstat(dst)
+	if err != nil {
+		return false
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return st.Ino == s.Ino && fi.Size() == s.Size && fi.ModTime().UnixNano() == s.Mtime
+}
+
+// copyArtifact copies a file or directory to dst through a temporary name
+// beside it, so dst is never half-written; cp keeps holes sparse and
+// reflinks where the filesystem can.
+func copyArtifact(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".imgplan-tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	cmd := exec.Command("cp", "-a", "--reflink=auto", "--sparse=always", "--", src, tmp)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("cp: %w: %s", err, b)
+	}
+	if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+		if err := os.RemoveAll(dst); err != nil {
+			return err
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}

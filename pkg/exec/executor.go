@@ -1,0 +1,433 @@
+package exec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/imgplan/imgplan/pkg/digest"
+	"github.com/imgplan/imgplan/pkg/exec/sandbox"
+	"github.com/imgplan/imgplan/pkg/outputs"
+	"github.com/imgplan/imgplan/pkg/plan"
+	"github.com/imgplan/imgplan/pkg/stages"
+)
+
+// Snapshotters.
+const (
+	Overlay = "overlay"
+	Copy    = "copy"
+)
+
+// Event reports progress of one node.
+type Event struct {
+	Node    *plan.Node
+	Status  string // waiting, building, cached, built, failed
+	Elapsed time.Duration
+	Size    int64
+	Err     error
+}
+
+// Progress receives events; implementations must be safe for concurrent
+// use.
+type Progress interface{ Event(Event) }
+
+// Option configures an Executor.
+type Option func(*Executor)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(e *Executor) { e.log = l } }
+
+// WithProgress sets where progress events go.
+func WithProgress(p Progress) Option { return func(e *Executor) { e.progress = p } }
+
+// WithJobs bounds how many nodes build at once (default: number of CPUs).
+func WithJobs(n int) Option { return func(e *Executor) { e.jobs = n } }
+
+// WithSnapshotter forces a snapshotter (Overlay or Copy); by default
+// overlayfs is used where it works and the copy fallback elsewhere.
+func WithSnapshotter(name string) Option { return func(e *Executor) { e.snapshotter = name } }
+
+// WithBuildLog tees every build's output to w as well as to its log file.
+func WithBuildLog(w io.Writer) Option { return func(e *Executor) { e.buildLog = w } }
+
+// Executor builds plans into a store.
+type Executor struct {
+	store       *Store
+	log         *slog.Logger
+	progress    Progress
+	jobs        int
+	snapshotter string
+	buildLog    io.Writer
+}
+
+// New returns an executor over store.
+func New(store *Store, opts ...Option) *Executor {
+	e := &Executor{store: store, jobs: runtime.NumCPU(), log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.progress == nil {
+		e.progress = nopProgress{}
+	}
+	return e
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Event(Event) {}
+
+// ReportFormat versions the build report.
+const ReportFormat = "imgplan.report.v1"
+
+// Report says what an apply did.
+type Report struct {
+	Format      string         `json:"format"`
+	Name        string         `json:"name"`
+	Manifest    string         `json:"manifest"`
+	Snapshotter string         `json:"snapshotter"`
+	Started     time.Time      `json:"started"`
+	Seconds     float64        `json:"seconds"`
+	Built       int            `json:"built"`
+	Cached      int            `json:"cached"`
+	Nodes       []NodeReport   `json:"nodes"`
+	Outputs     []OutputReport `json:"outputs"`
+}
+
+// NodeReport is one node's part in an apply.
+type NodeReport struct {
+	ID      string        `json:"id"`
+	Kind    string        `json:"kind"`
+	Key     digest.Digest `json:"key"`
+	Status  string        `json:"status"` // cached or built
+	Seconds float64       `json:"seconds"`
+	Size    int64         `json:"size"`
+}
+
+// OutputReport is one file or directory written to the output directory.
+type OutputReport struct {
+	Path   string        `json:"path"`
+	Key    digest.Digest `json:"key"`
+	Size   int64         `json:"size"`
+	Copied bool          `json:"copied"` // false: already there, unchanged
+}
+
+// Node reports the node with the given ID.
+func (r *Report) Node(id string) *NodeReport {
+	for i := range r.Nodes {
+		if r.Nodes[i].ID == id {
+			return &r.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// ErrBuild wraps a failure of one node's build.
+var ErrBuild = errors.New("build failed")
+
+// Apply builds every node of p that the store does not hold — in
+// parallel where the DAG allows, each key once even across concurrent
+// applies — then writes the outputs into outDir and the report beside
+// them.
+func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Report, error) {
+	start := time.Now()
+	if _, err := e.store.CleanScratch(ctx); err != nil {
+		return nil, err
+	}
+	snap, err := e.chooseSnapshotter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &walk{e: e, p: p, snap: snap, objs: map[string]*Object{}, done: map[string]chan struct{}{}, reports: map[string]NodeReport{}}
+	for _, n := range p.Nodes {
+		w.done[n.ID] = make(chan struct{})
+	}
+	if err := w.run(ctx); err != nil {
+		return nil, err
+	}
+	rep := &Report{Format: ReportFormat, Name: p.Name, Manifest: p.Manifest, Snapshotter: snap, Started: start}
+	for _, n := range p.Nodes {
+		nr := w.reports[n.ID]
+		rep.Nodes = append(rep.Nodes, nr)
+		if nr.Status == "built" {
+			rep.Built++
+		} else {
+			rep.Cached++
+		}
+	}
+	if err := e.store.SaveRecords(p); err != nil {
+		return nil, err
+	}
+	if rep.Outputs, err = deliver(p, w.objs, outDir); err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(outDir, ReportFile), append(b, '\n')); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// ReportFile is the name of the report in the output directory.
+const ReportFile = "imgplan-report.json"
+
+type walk struct {
+	e    *Executor
+	p    *plan.Plan
+	snap string
+
+	mu      sync.Mutex
+	objs    map[string]*Object
+	done    map[string]chan struct{}
+	reports map[string]NodeReport
+}
+
+func (w *walk) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, max(1, w.e.jobs))
+	var wg sync.WaitGroup
+	for _, n := range w.p.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(w.done[n.ID])
+			for _, parent := range n.Parents {
+				select {
+				case <-w.done[parent]:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			for _, parent := range n.Parents {
+				if w.object(parent) == nil {
+					return // the parent failed
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			if err := w.node(ctx, n); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (w *walk) object(id string) *Object {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.objs[id]
+}
+
+// node makes sure n is in the store: found, or built under its key's lock.
+func (w *walk) node(ctx context.Context, n *plan.Node) error {
+	e := w.e
+	report := func(obj *Object, status string, elapsed time.Duration) {
+		w.mu.Lock()
+		w.objs[n.ID] = obj
+		w.reports[n.ID] = NodeReport{ID: n.ID, Kind: n.Kind, Key: n.Key, Status: status, Seconds: elapsed.Seconds(), Size: obj.Meta.Size}
+		w.mu.Unlock()
+		e.store.Touch(n.Key)
+		e.progress.Event(Event{Node: n, Status: status, Elapsed: elapsed, Size: obj.Meta.Size})
+	}
+	if obj, err := e.store.Get(n.Key); err == nil {
+		report(obj, "cached", 0)
+		return nil
+	}
+	unlock, err := e.store.Lock(ctx, n.Key, func() { e.progress.Event(Event{Node: n, Status: "waiting"}) })
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if obj, err := e.store.Get(n.Key); err == nil { // built by someone else meanwhile
+		report(obj, "cached", 0)
+		return nil
+	}
+	start := time.Now()
+	e.progress.Event(Event{Node: n, Status: "building"})
+	obj, err := w.build(ctx, n)
+	if err != nil {
+		err = fmt.Errorf("%w: %s: %w", ErrBuild, n.ID, err)
+		e.progress.Event(Event{Node: n, Status: "failed", Elapsed: time.Since(start), Err: err})
+		return err
+	}
+	report(obj, "built", time.Since(start))
+	return nil
+}
+
+// build runs n's builder in a sandbox over a scratch area and commits the
+// result.
+func (w *walk) build(ctx context.Context, n *plan.Node) (*Object, error) {
+	e := w.e
+	k, err := lookupKind(n.Kind)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := e.store.NewScratch(n.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Discard()
+	inputs, err := verifyInputs(n)
+	if err != nil {
+		return nil, err
+	}
+	j := &buildJob{
+		Kind: n.Kind, Output: k.output, Params: n.Params, Inputs: inputs, Key: n.Key, Epoch: w.p.Epoch,
+		Lowers: w.layers(n), Target: filepath.Join(sc.Dir(), "root"), Copy: w.snap == Copy, API: k.api,
+		Scratch: sc.Dir(), Downloads: filepath.Join(e.store.Root(), "downloads"),
+	}
+	for _, parent := range n.Parents {
+		j.Parents = append(j.Parents, w.object(parent).Data())
+	}
+	if k.layer {
+		j.Upper, j.Work = sc.Data(), filepath.Join(sc.Dir(), "work")
+	} else {
+		j.Out = sc.Data()
+	}
+	if len(j.Lowers) == 0 { // the bootstrap starts from nothing
+		j.Lowers = []string{filepath.Join(sc.Dir(), "empty")}
+	}
+	for _, d := range append([]string{j.Target}, j.Lowers...) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if j.Work != "" {
+		if err := os.MkdirAll(j.Work, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	logf, logPath, err := e.openLog(w.p.Name, n.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	var out io.Writer = logf
+	if e.buildLog != nil {
+		out = io.MultiWriter(logf, e.buildLog)
+	}
+	start := time.Now()
+	if err := sandbox.Run(ctx, childBuild, j, sandbox.Options{Stdout: out, Stderr: out}); err != nil {
+		return nil, fmt.Errorf("%w%s", err, logTail(logPath, 25))
+	}
+	if err := publishDownloads(sc.Dir(), j.Downloads); err != nil {
+		return nil, err
+	}
+	meta := Meta{Kind: n.Kind, Code: n.Code, Params: n.Params, BuildSeconds: time.Since(start).Seconds(), Created: time.Now().UTC()}
+	if k.layer {
+		meta.Snapshotter = w.snap
+	}
+	for _, id := range n.Parents {
+		meta.Parents = append(meta.Parents, w.object(id).Meta.Key)
+	}
+	for _, in := range n.Inputs {
+		meta.Inputs = append(meta.Inputs, InputDigest{Role: in.Role, Digest: in.Digest})
+	}
+	return sc.Commit(meta)
+}
+
+// layers returns the layer directories n builds on: those of its rootfs
+// stage ancestors, nearest first.
+func (w *walk) layers(n *plan.Node) []string {
+	var out []string
+	for cur := n; len(cur.Parents) > 0; {
+		parent := w.p.Node(cur.Parents[0])
+		if k, err := lookupKind(parent.Kind); err == nil && k.layer {
+			out = append(out, w.object(parent.ID).Data())
+		}
+		cur = parent
+	}
+	return out
+}
+
+// kindInfo is what the executor needs to know of a kind.
+type kindInfo struct {
+	layer  bool // a rootfs stage: its payload is a layer
+	output bool // an output (or the tree): reads the finished tree
+	api    bool
+	build  func(ctx context.Context, env stages.Env, params json.RawMessage) error
+}
+
+func lookupKind(name string) (kindInfo, error) {
+	if k, ok := stages.Lookup(name); ok && k.Build != nil {
+		return kindInfo{layer: name != stages.KindTree, output: name == stages.KindTree, api: k.API, build: k.Build}, nil
+	}
+	if k, ok := outputs.Lookup(name); ok && k.Build != nil {
+		return kindInfo{output: true, build: k.Build}, nil
+	}
+	return kindInfo{}, fmt.Errorf("kind %q cannot be built yet", name)
+}
+
+// verifyInputs checks every local input still has the digest the plan
+// recorded, and returns their paths by role.
+func verifyInputs(n *plan.Node) (map[string]string, error) {
+	files := digest.NewFiles()
+	paths := map[string]string{}
+	for _, in := range n.Inputs {
+		if in.Path == "" {
+			continue // a remote index: checked by the package manager
+		}
+		d, err := files.Path(in.Path)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", in.Path, err)
+		}
+		if d != in.Digest {
+			return nil, fmt.Errorf("input %s changed since the plan was made; plan again", in.Path)
+		}
+		paths[in.Role] = in.Path
+	}
+	return paths, nil
+}
+
+func (e *Executor) openLog(name, id string) (*os.File, string, error) {
+	dir := filepath.Join(e.store.Root(), "logs", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	p := filepath.Join(dir, safeName(id)+".log")
+	f, err := os.Create(p)
+	return f, p, err
+}
+
+// logTail returns the last lines of a build log, for error messages.
+func logTail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	s := string(b)
+	n := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' && i != len(s)-1 {
+			if n++; n == lines {
+				s = s[i+1:]
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("\n--- last lines of %s:\n%s", path, s)
+}

@@ -1,0 +1,195 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imgplan/imgplan/pkg/digest"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCommitAndGet(t *testing.T) {
+	s := newStore(t)
+	key := digest.FromString("node")
+	if s.Has(key) {
+		t.Fatal("empty store has the key")
+	}
+	if _, err := s.Get(key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on an empty store: %v", err)
+	}
+	sc, err := s.NewScratch(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sc.Data(), "f"), []byte("hello"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(sc.Dir(), "work"), 0o755); err != nil { // scratch-only
+		t.Fatal(err)
+	}
+	if s.Has(key) {
+		t.Fatal("the object exists before commit")
+	}
+	obj, err := sc.Commit(Meta{Kind: "files", Code: "files/1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(key) || obj.Meta.Content == "" || obj.Meta.Size == 0 {
+		t.Fatalf("after commit: has=%v meta=%+v", s.Has(key), obj.Meta)
+	}
+	got, err := s.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Meta.Content != obj.Meta.Content || got.Meta.Kind != "files" {
+		t.Errorf("Get: %+v", got.Meta)
+	}
+	if b, err := os.ReadFile(filepath.Join(got.Data(), "f")); err != nil || string(b) != "hello" {
+		t.Errorf("payload: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.objectDir(key), "work")); !os.IsNotExist(err) {
+		t.Errorf("scratch-only content was committed")
+	}
+	if left, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(left) != 0 {
+		t.Errorf("scratch areas left after commit: %v", left)
+	}
+}
+
+// TestCommitRace: two builders of one key both commit; one object results
+// and both get it.
+func TestCommitRace(t *testing.T) {
+	s := newStore(t)
+	key := digest.FromString("race")
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc, err := s.NewScratch(key)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(sc.Data(), "f"), []byte("same"), 0o644)
+			}
+			if err == nil {
+				_, err = sc.Commit(Meta{Kind: "k"})
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(left) != 0 {
+		t.Errorf("scratch areas left: %d", len(left))
+	}
+}
+
+func TestLockWaits(t *testing.T) {
+	s := newStore(t)
+	key := digest.FromString("lock")
+	ctx := context.Background()
+	unlock, err := s.Lock(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waited atomic.Bool
+	acquired := make(chan struct{})
+	go func() {
+		u, err := s.Lock(ctx, key, func() { waited.Store(true) })
+		if err == nil {
+			u()
+		}
+		close(acquired)
+	}()
+	select {
+	case <-acquired:
+		t.Fatal("second lock acquired while the first is held")
+	case <-time.After(300 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case <-acquired:
+	case <-time.After(2 * time.Second):
+		t.Fatal("second lock not acquired after release")
+	}
+	if !waited.Load() {
+		t.Error("waiting callback not called")
+	}
+	// A cancelled wait returns the context's error.
+	unlock, _ = s.Lock(ctx, key, nil)
+	defer unlock()
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Lock(cctx, key, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("cancelled lock: %v", err)
+	}
+}
+
+func TestCleanScratch(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	held, dead := digest.FromString("held"), digest.FromString("dead")
+	unlock, err := s.Lock(ctx, held, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := s.NewScratch(held); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NewScratch(dead); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.CleanScratch(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("CleanScratch removed %d (%v), want 1", n, err)
+	}
+	left, _ := os.ReadDir(filepath.Join(s.Root(), "tmp"))
+	if len(left) != 1 || filepath.Base(left[0].Name())[:8] != held.Hex()[:8] {
+		t.Errorf("left: %v", left)
+	}
+}
+
+func TestContentDigest(t *testing.T) {
+	mk := func(mode os.FileMode, content string, mtime time.Time) digest.Digest {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "etc", "f")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(content), mode)
+		os.Chmod(p, mode)
+		os.Chtimes(p, mtime, mtime)
+		d, _, err := ContentDigest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	t0, t1 := time.Unix(1000, 0), time.Unix(2000, 0)
+	base := mk(0o644, "abc", t0)
+	if mk(0o644, "abc", t1) != base {
+		t.Error("mtime changed the content digest")
+	}
+	if mk(0o600, "abc", t0) == base {
+		t.Error("mode not in the content digest")
+	}
+	if mk(0o644, "abd", t0) == base {
+		t.Error("content not in the content digest")
+	}
+}

@@ -1,0 +1,87 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// debBootstrap runs mmdebstrap into the empty tree. Downloads go to the
+// store's shared .deb cache: a setup hook bind-mounts this build's staged
+// download directory over /var/cache/apt/archives, and a customize hook
+// unmounts it before mmdebstrap cleans up, so the image keeps none.
+func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
+	r := env.Root()
+	dl, err := env.Downloads(aptCache(p.Distro, p.Arch.Deb()))
+	if err != nil {
+		return err
+	}
+	argv := []string{
+		"mmdebstrap", "--mode=root", "--format=directory",
+		"--variant=" + p.Variant,
+		"--arch=" + p.Arch.Deb(),
+		"--components=" + strings.Join(p.Components, ","),
+		"--skip=download/empty",
+		"--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && mount --bind " + shellQuote(dl) + " \"$1/var/cache/apt/archives\"",
+		"--customize-hook=umount \"$1/var/cache/apt/archives\"",
+	}
+	if len(p.Packages) > 0 {
+		argv = append(argv, "--include="+strings.Join(p.Packages, ","))
+	}
+	for _, in := range bootstrapKeys(p) {
+		path, err := env.Input(in)
+		if err != nil {
+			return err
+		}
+		argv = append(argv, "--keyring="+path)
+	}
+	argv = append(argv, p.Release, r.Dir())
+	for _, s := range p.Sources {
+		argv = append(argv, s.Line(p.Arch.Deb()))
+	}
+	if err := env.RunHost(ctx, argv, RunOptions{}); err != nil {
+		return fmt.Errorf("mmdebstrap: %w", err)
+	}
+	return unleakHost(env)
+}
+
+// bootstrapKeys lists the input roles of the bootstrap's key files.
+func bootstrapKeys(p *BootstrapParams) []string {
+	roles := append([]string(nil), p.Keys...)
+	for _, r := range p.Repos {
+		if r.GPGKey != "" {
+			roles = append(roles, r.GPGKey)
+		}
+	}
+	return roles
+}
+
+// unleakHost removes what bootstrap tools copy from the build host into the
+// image: its resolv.conf (the image gets an empty one, as after a plain
+// install) and its hostname (the image gets "localhost" unless the
+// manifest names one).
+func unleakHost(env Env) error {
+	r := env.Root()
+	for _, f := range []struct{ path, replacement string }{
+		{"/etc/resolv.conf", ""},
+		{"/etc/hostname", "localhost\n"},
+	} {
+		host, err := os.ReadFile(f.path)
+		if err != nil || len(host) == 0 {
+			continue
+		}
+		img, err := r.ReadFile(f.path)
+		if err != nil || string(img) != string(host) {
+			continue
+		}
+		if err := writeText(r, f.path, f.replacement); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func aptCache(distro, arch string) string { return "apt/" + distro + "/" + arch }
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

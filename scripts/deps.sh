@@ -7,9 +7,13 @@ set -eu
 packages="
 ca-certificates
 git
+coreutils
 e2fsprogs
 xz-utils
 zstd
+mmdebstrap
+debian-archive-keyring
+busybox-static
 "
 
 missing=""

@@ -45,8 +45,23 @@ func (r *Root) mkdirAll(p string, mode uint32) (int, error) {
 		if fd, err2 := r.open(p, unix.O_PATH|unix.O_DIRECTORY); err2 == nil {
 			return fd, nil
 		}
+		return -1, notADir(pfd, path.Base(p), p)
 	}
 	return fd, err
+}
+
+// notADir explains why an existing entry cannot be used as a directory.
+func notADir(dirfd int, name, p string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		if target, err := readlinkat(dirfd, name); err == nil {
+			return fmt.Errorf("%s is a symlink to %q, which does not resolve to a directory in the image: %w", p, target, fs.ErrExist)
+		}
+	}
+	return fmt.Errorf("%s is a %s, not a directory: %w", p, typeName(st.Mode), fs.ErrExist)
 }
 
 // mkdirIn creates directory name in dirfd with exact mode and owner and

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgplan/imgplan/pkg/digest"
 	iexec "github.com/imgplan/imgplan/pkg/exec"
 )
 
@@ -66,10 +67,23 @@ type result struct {
 func imgplan(t *testing.T, out string, args ...string) result {
 	t.Helper()
 	full := append([]string{}, args...)
+	if len(args) > 0 && args[0] == "apply" {
+		full = append(full, "--out", out)
+	}
+	return imgplanStore(t, store, full...)
+}
+
+// imgplanStore runs the binary with the given store.
+func imgplanStore(t *testing.T, storeDir string, args ...string) result {
+	t.Helper()
+	full := append([]string{}, args...)
 	if len(args) > 0 && (args[0] == "apply" || args[0] == "plan") {
-		full = append(full, "--cache-dir", store)
-		if args[0] == "apply" {
-			full = append(full, "--out", out)
+		full = append(full, "--cache-dir", storeDir)
+	}
+	var out string
+	for i, a := range full {
+		if a == "--out" && i+1 < len(full) {
+			out = full[i+1]
 		}
 	}
 	cmd := exec.Command(bin, full...)
@@ -154,4 +168,13 @@ func mountsUnder(dir string) []string {
 		}
 	}
 	return out
+}
+
+func digestOf(t *testing.T, s string) digest.Digest {
+	t.Helper()
+	d, err := digest.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -308,8 +308,12 @@ func (w *walk) build(ctx context.Context, n *plan.Node) (*Object, error) {
 	} else {
 		j.Out = sc.Data()
 	}
-	if len(j.Lowers) == 0 { // the bootstrap starts from nothing
-		j.Lowers = []string{filepath.Join(sc.Dir(), "empty")}
+	// With no lowers (the bootstrap) the upper dir itself is bound at the
+	// target: nothing is below it, and overlayfs would only slow writes.
+	for _, in := range n.Inputs {
+		if in.Path == "" {
+			j.Indexes = append(j.Indexes, in)
+		}
 	}
 	for _, d := range append([]string{j.Target}, j.Lowers...) {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -39,21 +39,23 @@ func init() {
 
 // buildJob is everything the sandbox child needs to build one node.
 type buildJob struct {
-	Kind    string            `json:"kind"`
-	Output  bool              `json:"output"`
-	Params  json.RawMessage   `json:"params"`
-	Inputs  map[string]string `json:"inputs"`
-	Key     digest.Digest     `json:"key"`
-	Epoch   int64             `json:"epoch"`
-	Lowers  []string          `json:"lowers"` // nearest first
-	Upper   string            `json:"upper,omitempty"`
-	Work    string            `json:"work,omitempty"`
-	Target  string            `json:"target"`
-	Out     string            `json:"out,omitempty"`
-	Parents []string          `json:"parents,omitempty"`
-	Copy    bool              `json:"copy"`
-	API     bool              `json:"api"`
-	Scratch string            `json:"scratch"`
+	Kind   string            `json:"kind"`
+	Output bool              `json:"output"`
+	Params json.RawMessage   `json:"params"`
+	Inputs map[string]string `json:"inputs"`
+	// Indexes are the remote index digests the node's key includes.
+	Indexes []stages.Input `json:"indexes,omitempty"`
+	Key     digest.Digest  `json:"key"`
+	Epoch   int64          `json:"epoch"`
+	Lowers  []string       `json:"lowers"` // nearest first
+	Upper   string         `json:"upper,omitempty"`
+	Work    string         `json:"work,omitempty"`
+	Target  string         `json:"target"`
+	Out     string         `json:"out,omitempty"`
+	Parents []string       `json:"parents,omitempty"`
+	Copy    bool           `json:"copy"`
+	API     bool           `json:"api"`
+	Scratch string         `json:"scratch"`
 	// Downloads is the store's shared download cache root.
 	Downloads string `json:"downloads"`
 }
@@ -200,8 +202,9 @@ func (e *childEnv) Input(role string) (string, error) {
 }
 
 // Downloads stages the shared download cache name into this build's
-// scratch area by hard links (same filesystem); publishDownloads adds
-// what the build fetched to the shared cache once it succeeded.
+// scratch area by hard links (same filesystem), so concurrent builds never
+// share a package manager's lock; publishDownloads adds what the build
+// fetched to the shared cache once it succeeded.
 func (e *childEnv) Downloads(name string) (string, error) {
 	shared := filepath.Join(e.j.Downloads, name)
 	private := filepath.Join(e.j.Scratch, "downloads", name)
@@ -227,9 +230,11 @@ func (e *childEnv) Downloads(name string) (string, error) {
 	return private, nil
 }
 
-// publishDownloads links new package files of a successful build into the
-// shared caches. Names of downloads are unique per content (they carry
-// the version), so an existing name is never replaced.
+// publishDownloads puts what a successful build downloaded into the shared
+// caches: every file of its download directories that is not the shared
+// file itself (a new package, or an index list the package manager
+// replaced) is linked in, replacing the shared one atomically. Partial
+// downloads and lock files are left out.
 func publishDownloads(scratch, sharedRoot string) error {
 	privateRoot := filepath.Join(scratch, "downloads")
 	return filepath.WalkDir(privateRoot, func(p string, d fs.DirEntry, err error) error {
@@ -250,14 +255,29 @@ func publishDownloads(scratch, sharedRoot string) error {
 			return err
 		}
 		dst := filepath.Join(sharedRoot, rel)
+		if same(p, dst) {
+			return nil
+		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if err := os.Link(p, dst); err != nil && !errors.Is(err, fs.ErrExist) {
+		tmp := dst + ".imgplan-publish"
+		os.Remove(tmp)
+		if err := os.Link(p, tmp); err != nil {
 			return err
 		}
-		return nil
+		return os.Rename(tmp, dst)
 	})
+}
+
+// same reports whether two paths name one inode.
+func same(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 // Bind mounts hostPath (a file or directory) onto imagePath, resolved
@@ -274,6 +294,8 @@ func (e *childEnv) ParentData(i int) string {
 	}
 	return e.j.Parents[i]
 }
+
+func (e *childEnv) Indexes() []stages.Input { return e.j.Indexes }
 
 func (e *childEnv) Key() digest.Digest { return e.j.Key }
 func (e *childEnv) Epoch() int64       { return e.j.Epoch }

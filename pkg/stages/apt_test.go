@@ -51,3 +51,15 @@ func TestHostAptDefaults(t *testing.T) {
 		t.Errorf("flat InRelease: %s", s)
 	}
 }
+
+func TestAptListName(t *testing.T) {
+	for url, want := range map[string]string{
+		"http://deb.debian.org/debian/dists/bookworm/InRelease":                   "deb.debian.org_debian_dists_bookworm_InRelease",
+		"http://deb.debian.org/debian-security/dists/bookworm-security/InRelease": "deb.debian.org_debian-security_dists_bookworm-security_InRelease",
+		"https://user:pw@mirror.example:8080/deb_ian/dists/x/InRelease":           "mirror.example:8080_deb%5fian_dists_x_InRelease",
+	} {
+		if got := aptListName(url); got != want {
+			t.Errorf("%s: %s, want %s", url, got, want)
+		}
+	}
+}

@@ -7,13 +7,12 @@ import (
 	"strings"
 )
 
-// debBootstrap runs mmdebstrap into the empty tree. Downloads go to the
-// store's shared .deb cache: a setup hook bind-mounts this build's staged
-// download directory over /var/cache/apt/archives, and a customize hook
-// unmounts it before mmdebstrap cleans up, so the image keeps none.
+// debBootstrap runs mmdebstrap into the empty tree, with the store's
+// shared .deb and index list caches staged for this build and bound over
+// /var/cache/apt/archives and /var/lib/apt/lists while apt runs.
 func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
 	r := env.Root()
-	dl, err := env.Downloads(aptCache(p.Distro, p.Arch.Deb()))
+	debs, lists, err := aptCaches(env, p.Distro, p.Arch.Deb())
 	if err != nil {
 		return err
 	}
@@ -23,8 +22,13 @@ func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
 		"--arch=" + p.Arch.Deb(),
 		"--components=" + strings.Join(p.Components, ","),
 		"--skip=download/empty",
-		"--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && mount --bind " + shellQuote(dl) + " \"$1/var/cache/apt/archives\"",
-		"--customize-hook=umount \"$1/var/cache/apt/archives\"",
+	}
+	// The caches are bound before apt first runs and unbound before
+	// mmdebstrap cleans up, so the image keeps neither.
+	for _, c := range []struct{ dir, at string }{{debs, "/var/cache/apt/archives"}, {lists, "/var/lib/apt/lists"}} {
+		argv = append(argv,
+			"--setup-hook=mkdir -p \"$1"+c.at+"\" && mount --bind "+shellQuote(c.dir)+" \"$1"+c.at+"\"",
+			"--customize-hook=umount \"$1"+c.at+"\"")
 	}
 	if len(p.Packages) > 0 {
 		argv = append(argv, "--include="+strings.Join(p.Packages, ","))
@@ -82,6 +86,14 @@ func unleakHost(env Env) error {
 	return nil
 }
 
-func aptCache(distro, arch string) string { return "apt/" + distro + "/" + arch }
+// aptCaches stages this build's .deb and index list directories from the
+// store's shared caches for distro and arch.
+func aptCaches(env Env, distro, arch string) (debs, lists string, err error) {
+	if debs, err = env.Downloads("apt/" + distro + "/" + arch); err != nil {
+		return "", "", err
+	}
+	lists, err = env.Downloads("apt-lists/" + distro + "/" + arch)
+	return debs, lists, err
+}
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

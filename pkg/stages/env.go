@@ -26,6 +26,9 @@ type Env interface {
 	// Input returns the host path of a local input by role; the executor
 	// has checked it still has the digest the plan recorded.
 	Input(role string) (string, error)
+	// Indexes are the repository indexes the node's key includes, with the
+	// digests fetched at plan time (Role "index <url>").
+	Indexes() []Input
 	// Downloads returns a package download directory for this build,
 	// seeded from the store's shared cache of that name (hard links, so
 	// concurrent builds never share a package manager's lock); what the

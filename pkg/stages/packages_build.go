@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
+
+	"github.com/imgplan/imgplan/pkg/digest"
 )
 
 func init() { Packages.Build, Packages.API = buildPackages, true }
@@ -21,9 +24,10 @@ func buildPackages(ctx context.Context, env Env, raw json.RawMessage) error {
 	return fmt.Errorf("packages for the %s family are not supported yet", p.Family)
 }
 
-// aptPackages installs without recommends and purges, with the download
-// directory of this build bound over /var/cache/apt/archives so .debs are
-// shared between builds and never stay in the image.
+// aptPackages installs without recommends and purges, with this build's
+// staged .deb and index list caches bound over /var/cache/apt/archives and
+// /var/lib/apt/lists, so downloads are shared between builds and neither
+// enters the layer.
 func aptPackages(ctx context.Context, env Env, p *PackagesParams) error {
 	arch, err := output(ctx, env, "dpkg", "--print-architecture")
 	if err != nil {
@@ -37,19 +41,24 @@ func aptPackages(ctx context.Context, env Env, p *PackagesParams) error {
 			}
 		}
 	}
-	dl, err := env.Downloads(aptCache(distro, strings.TrimSpace(arch)))
+	debs, lists, err := aptCaches(env, distro, strings.TrimSpace(arch))
 	if err != nil {
 		return err
 	}
-	if err := env.Bind(dl, "/var/cache/apt/archives", false); err != nil {
+	if err := env.Bind(debs, "/var/cache/apt/archives", false); err != nil {
+		return err
+	}
+	if err := env.Bind(lists, "/var/lib/apt/lists", false); err != nil {
 		return err
 	}
 	apt := func(args ...string) error {
 		argv := append([]string{"apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confold", "-o", "APT::Install-Recommends=false"}, args...)
 		return env.Run(ctx, argv, RunOptions{})
 	}
-	if err := apt("update"); err != nil {
-		return fmt.Errorf("apt-get update: %w", err)
+	if !listsCurrent(lists, env.Indexes()) {
+		if err := apt("update"); err != nil {
+			return fmt.Errorf("apt-get update: %w", err)
+		}
 	}
 	if len(p.Install) > 0 {
 		if err := apt(append([]string{"install"}, p.Install...)...); err != nil {
@@ -61,5 +70,52 @@ func aptPackages(ctx context.Context, env Env, p *PackagesParams) error {
 			return fmt.Errorf("apt-get purge: %w", err)
 		}
 	}
-	return nil
+	// apt's binary caches are rebuilt from the lists when needed; keeping
+	// them would put tens of MiB into this layer.
+	return removeMatching(env.Root(), "/var/cache/apt", "*.bin")
+}
+
+// listsCurrent reports whether the cached index lists hold exactly the
+// signed indexes the plan fetched, so apt-get update has nothing to do.
+func listsCurrent(lists string, indexes []Input) bool {
+	if len(indexes) == 0 {
+		return false
+	}
+	files := digest.NewFiles()
+	for _, in := range indexes {
+		url, ok := strings.CutPrefix(in.Role, "index ")
+		if !ok {
+			return false
+		}
+		d, err := files.File(filepath.Join(lists, aptListName(url)))
+		if err != nil || d != in.Digest {
+			return false
+		}
+	}
+	return true
+}
+
+// aptListName is the name apt gives a downloaded index in its lists
+// directory (apt's URItoFileName): the URL without its scheme and
+// credentials, some characters %-escaped, slashes turned into _.
+func aptListName(url string) string {
+	if _, rest, ok := strings.Cut(url, "://"); ok {
+		url = rest
+	}
+	if at := strings.Index(url, "@"); at >= 0 && at < strings.Index(url+"/", "/") {
+		url = url[at+1:]
+	}
+	var b strings.Builder
+	for i := 0; i < len(url); i++ {
+		c := url[i]
+		switch {
+		case c == '/':
+			b.WriteByte('_')
+		case strings.IndexByte("\\|{}[]<>\"^~_=!@#$%^&*", c) >= 0 || c <= 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, "%%%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

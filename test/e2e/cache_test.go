@@ -25,8 +25,10 @@ func variants(t *testing.T, base string, names ...string) (dir string) {
 		"outputs:\n  - {type: tar, path: rootfs.tar}\n"
 	write(t, filepath.Join(dir, "base.yaml"), b)
 	for _, n := range names {
+		// The content is new in every run, so the variant's own nodes are
+		// built even with a store kept from an earlier run.
 		write(t, filepath.Join(dir, n+".yaml"), fmt.Sprintf(
-			"apiVersion: imgplan/v1\nname: e2e-%s\nextends: base.yaml\nfiles:\n  - {dest: /etc/variant, content: \"%s\\n\"}\n", n, n))
+			"apiVersion: imgplan/v1\nname: e2e-%s\nextends: base.yaml\nfiles:\n  - {dest: /etc/variant, content: \"%s %d\\n\"}\n", n, n, time.Now().UnixNano()))
 	}
 	return dir
 }
@@ -60,7 +62,7 @@ func TestNoChangeAndOneFileChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("# one more line\n")
+	fmt.Fprintf(f, "# one more line, %d\n", time.Now().UnixNano())
 	f.Close()
 	rep = apply(t, m, out)
 	assertBuilt(t, rep, "files", "fstab", "services", "finalize", "tree", "output:rootfs.tar")

@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/imgplan/imgplan/pkg/exec"
-	"github.com/imgplan/imgplan/pkg/manifest"
 )
 
 func newApplyCmd() *cobra.Command {
@@ -33,7 +35,13 @@ func newApplyCmd() *cobra.Command {
 			var progress exec.Progress
 			switch logFormat {
 			case "text":
-				progress = &textProgress{w: cmd.ErrOrStderr()}
+				live := false
+				if f, ok := cmd.ErrOrStderr().(*os.File); ok {
+					live = isTerminal(f)
+				}
+				tp := newTextProgress(cmd.ErrOrStderr(), live)
+				defer tp.Close()
+				progress = tp
 			case "json":
 				progress = &jsonProgress{log: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
 			default:
@@ -60,7 +68,7 @@ func newApplyCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s: built %d, cached %d in %.1fs; outputs in %s\n", p.Name, rep.Built, rep.Cached, rep.Seconds, outDir)
 			for _, o := range rep.Outputs {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", filepath.Join(outDir, o.Path), manifest.Size(max(o.Size, 1)))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", filepath.Join(outDir, o.Path), humanBytes(o.Size))
 			}
 			return nil
 		},
@@ -76,28 +84,105 @@ func newApplyCmd() *cobra.Command {
 }
 
 // textProgress prints a line per node as it starts and as it ends, with
-// its key, status, duration and size.
+// its key, status, duration and size. On a terminal it also keeps a live
+// status line of what is building and for how long.
 type textProgress struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	live    bool
+	running map[string]time.Time
+	status  bool // a status line is on screen
+	stop    chan struct{}
+}
+
+func newTextProgress(w io.Writer, live bool) *textProgress {
+	t := &textProgress{w: w, live: live, running: map[string]time.Time{}, stop: make(chan struct{})}
+	if live {
+		go func() {
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					t.mu.Lock()
+					t.drawStatus()
+					t.mu.Unlock()
+				case <-t.stop:
+					return
+				}
+			}
+		}()
+	}
+	return t
+}
+
+// Close ends the live status line.
+func (t *textProgress) Close() {
+	close(t.stop)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.clearStatus()
+}
+
+func (t *textProgress) clearStatus() {
+	if t.status {
+		fmt.Fprint(t.w, "\r\033[K")
+		t.status = false
+	}
+}
+
+func (t *textProgress) drawStatus() {
+	if !t.live || len(t.running) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(t.running))
+	for id := range t.running {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprintf("%s %ds", id, int(time.Since(t.running[id]).Seconds()))
+	}
+	fmt.Fprintf(t.w, "\r\033[K  building: %s", strings.Join(parts, ", "))
+	t.status = true
 }
 
 func (t *textProgress) Event(e exec.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.clearStatus()
 	n := e.Node
 	switch e.Status {
 	case "building":
-		fmt.Fprintf(t.w, "  %-9s %-24s %s  %s\n", "build", n.ID, n.Key.Short(), n.Summary)
+		t.running[n.ID] = time.Now()
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  %s\n", "build", n.ID, n.Key.Short(), n.Summary)
 	case "waiting":
-		fmt.Fprintf(t.w, "  %-9s %-24s %s  another build holds it\n", "wait", n.ID, n.Key.Short())
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  another build holds it\n", "wait", n.ID, n.Key.Short())
 	case "cached":
-		fmt.Fprintf(t.w, "  %-9s %-24s %s\n", "cached", n.ID, n.Key.Short())
+		fmt.Fprintf(t.w, "  %-7s %-24s %s\n", "cached", n.ID, n.Key.Short())
 	case "built":
-		fmt.Fprintf(t.w, "  %-9s %-24s %s  %6.1fs  %s\n", "built", n.ID, n.Key.Short(), e.Elapsed.Seconds(), manifest.Size(max(e.Size, 1)))
+		delete(t.running, n.ID)
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  %6.1fs  %9s\n", "built", n.ID, n.Key.Short(), e.Elapsed.Seconds(), humanBytes(e.Size))
 	case "failed":
-		fmt.Fprintf(t.w, "  %-9s %-24s %s  %6.1fs\n", "FAILED", n.ID, n.Key.Short(), e.Elapsed.Seconds())
+		delete(t.running, n.ID)
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  %6.1fs\n", "FAILED", n.ID, n.Key.Short(), e.Elapsed.Seconds())
 	}
+	t.drawStatus()
+}
+
+// humanBytes prints a size with one decimal in the largest binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // jsonProgress writes one JSON object per event.

@@ -61,8 +61,14 @@ func deliver(p *plan.Plan, objs map[string]*Object, outDir string) ([]OutputRepo
 			return nil, err
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		state[n.Output] = delivered{Key: n.Key, Ino: st.Ino, Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
-		rep.Size, rep.Copied = fi.Size(), true
+		size := fi.Size()
+		if fi.IsDir() {
+			if size, err = diskUsage(dst); err != nil {
+				return nil, err
+			}
+		}
+		state[n.Output] = delivered{Key: n.Key, Ino: st.Ino, Size: size, Mtime: fi.ModTime().UnixNano()}
+		rep.Size, rep.Copied = size, true
 		reps = append(reps, rep)
 	}
 	b, err := json.MarshalIndent(state, "", "  ")
@@ -72,13 +78,16 @@ func deliver(p *plan.Plan, objs map[string]*Object, outDir string) ([]OutputRepo
 	return reps, writeFileAtomic(filepath.Join(outDir, stateFile), b)
 }
 
+// unchanged reports whether dst is what deliver wrote there: the same
+// inode and time (and, for a file, size). A directory's content is not
+// checked: users who edit a delivered tree get it back with --out elsewhere.
 func unchanged(dst string, s delivered) bool {
 	fi, err := os.Lstat(dst)
 	if err != nil {
 		return false
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	return st.Ino == s.Ino && fi.Size() == s.Size && fi.ModTime().UnixNano() == s.Mtime
+	return st.Ino == s.Ino && fi.ModTime().UnixNano() == s.Mtime && (fi.IsDir() || fi.Size() == s.Size)
 }
 
 // copyArtifact copies a file or directory to dst through a temporary name

@@ -132,12 +132,17 @@ func TestKillDuringPackages(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(stderr)
+	started := false
 	for sc.Scan() {
-		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "build     packages") {
+		if f := strings.Fields(sc.Text()); len(f) > 1 && f[0] == "build" && f[1] == "packages" {
+			started = true
 			break
 		}
 	}
-	time.Sleep(2 * time.Second) // well into apt-get
+	if !started {
+		t.Fatal("apply ended without starting the packages stage")
+	}
+	time.Sleep(1500 * time.Millisecond) // well into apt-get
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +150,9 @@ func TestKillDuringPackages(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
-	cmd.Wait()
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("apply was not killed: %v", err)
+	}
 
 	// Within a few seconds everything of the build is gone.
 	deadline := time.Now().Add(5 * time.Second)

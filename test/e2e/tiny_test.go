@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"os"
@@ -179,4 +180,34 @@ func sha(t *testing.T, p string) string {
 	h := sha256.New()
 	io.Copy(h, f)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestJSONProgress: --log-format json writes one JSON object per event,
+// with the node, its key and its status.
+func TestJSONProgress(t *testing.T) {
+	dir := copyExample(t, "examples/tiny.yaml", "examples/tiny-rootfs", "examples/files")
+	r := imgplan(t, t.TempDir(), "apply", filepath.Join(dir, "tiny.yaml"), "--set", tinyOutputs, "--log-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	seen := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(r.err), "\n") {
+		var ev struct{ Node, Key, Status string }
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Errorf("not JSON: %q", line)
+			continue
+		}
+		if ev.Node == "" || !strings.HasPrefix(ev.Key, "sha256:") {
+			t.Errorf("event without node or key: %q", line)
+		}
+		seen[ev.Node] = ev.Status
+	}
+	for _, n := range r.report.Nodes {
+		if seen[n.ID] != n.Status {
+			t.Errorf("node %s: last event %q, report %q", n.ID, seen[n.ID], n.Status)
+		}
+	}
 }

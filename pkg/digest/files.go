@@ -100,6 +100,12 @@ type TreeEntry struct {
 // Ownership and times of the source are not part of it: imgplan does not
 // copy them (owners come from the manifest, times from the epoch).
 func (f *Files) Tree(root string) ([]TreeEntry, Digest, error) {
+	return f.TreeExcept(root, nil)
+}
+
+// TreeExcept is Tree leaving out the directories skip says to (given the
+// directory's path relative to root).
+func (f *Files) TreeExcept(root string, skip func(rel, path string) bool) ([]TreeEntry, Digest, error) {
 	var entries []TreeEntry
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -108,6 +114,9 @@ func (f *Files) Tree(root string) ([]TreeEntry, Digest, error) {
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
+		}
+		if de.IsDir() && rel != "." && skip != nil && skip(rel, p) {
+			return filepath.SkipDir
 		}
 		fi, err := de.Info()
 		if err != nil {

@@ -13,11 +13,12 @@ import (
 	"github.com/imgplan/imgplan/pkg/digest"
 	"github.com/imgplan/imgplan/pkg/outputs"
 	"github.com/imgplan/imgplan/pkg/plan"
+	"github.com/imgplan/imgplan/pkg/stages"
 )
 
 // stateFile remembers what deliver wrote, so an unchanged output is not
-// copied again.
-const stateFile = ".imgplan-state.json"
+// copied again; it also marks the directory as imgplan's output.
+const stateFile = stages.OutputDirMarker
 
 type delivered struct {
 	Key   digest.Digest `json:"key"`

@@ -159,10 +159,10 @@ type Hook struct {
 	Meta `yaml:"-" json:"-"`
 
 	Phase  string      `yaml:"phase" json:"phase" doc:"When: post-bootstrap, post-packages, post-system, post-users, post-files, post-fstab or post-services." required:"true"`
-	Script LocalPath   `yaml:"script" json:"script,omitzero" doc:"Script file, relative to the manifest; run with the image root as /."`
+	Script LocalPath   `yaml:"script" json:"script,omitzero" doc:"Script file, relative to the manifest. A chrooted hook runs with the image as / and the manifest's directory mounted read-only at $IMGPLAN_MANIFEST_DIR (its working directory); that whole directory (but .git and imgplan output directories) is part of the stage key."`
 	Inline string      `yaml:"inline" json:"inline,omitempty" doc:"Script text (run by /bin/sh -e) instead of a file."`
 	Chroot *bool       `yaml:"chroot" json:"chroot,omitempty" doc:"Run inside the image (default true). false runs on the host with IMGPLAN_ROOT set to the tree."`
-	Inputs []LocalPath `yaml:"inputs" json:"inputs,omitzero" doc:"Further local files or directories the script reads, relative to the manifest; they are part of the stage key and visible read-only to the script."`
+	Inputs []LocalPath `yaml:"inputs" json:"inputs,omitzero" doc:"Further local files or directories outside the manifest's directory the script reads, relative to the manifest; they are part of the stage key and visible read-only under $IMGPLAN_INPUTS."`
 }
 
 // Layout is a disk's partition table.

@@ -21,7 +21,8 @@ func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
 		"--variant=" + p.Variant,
 		"--arch=" + p.Arch.Deb(),
 		"--components=" + strings.Join(p.Components, ","),
-		"--skip=download/empty",
+		// Keep every .deb, the essential ones included, for the cache.
+		"--skip=download/empty", "--skip=essential/unlink",
 	}
 	// The caches are bound before apt first runs and unbound before
 	// mmdebstrap cleans up, so the image keeps neither.

@@ -3,6 +3,8 @@ package stages
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/imgplan/imgplan/pkg/manifest"
@@ -18,12 +20,16 @@ type RunParams struct {
 	Hooks []HookParams `json:"hooks"`
 }
 
-// HookParams is one hook. A script file and further inputs are named by
-// input role; inline text is a parameter.
+// HookParams is one hook. A script file, the directory of the manifest
+// that declares the hook, and further inputs are named by input role;
+// inline text is a parameter.
 type HookParams struct {
-	Script string   `json:"script,omitempty"`
-	Inline string   `json:"inline,omitempty"`
-	Chroot bool     `json:"chroot"`
+	Script string `json:"script,omitempty"`
+	Inline string `json:"inline,omitempty"`
+	Chroot bool   `json:"chroot"`
+	// Dir is the role of the declaring manifest's directory, which the
+	// hook sees read-only: its whole tree is part of the key.
+	Dir    string   `json:"dir"`
 	Inputs []string `json:"inputs,omitempty"`
 }
 
@@ -39,6 +45,13 @@ func DescribeRun(m *manifest.Manifest, c *Context, phase string) (*Description, 
 		}
 		hp := HookParams{Inline: h.Inline, Chroot: h.Chroot == nil || *h.Chroot}
 		role := fmt.Sprintf("run[%d]", i)
+		dir := filepath.Dir(h.Pos().File)
+		hp.Dir = role + ".dir"
+		_, dd, err := c.Files.TreeExcept(dir, notManifestContent)
+		if err != nil {
+			errs = append(errs, problem(h.Pos(), "the manifest's directory %s: %v", dir, err))
+		}
+		d.Inputs = append(d.Inputs, Input{Role: hp.Dir, Path: dir, Digest: dd})
 		if !h.Script.IsZero() {
 			hp.Script = role + ".script"
 			dg, err := c.Files.File(h.Script.Path)
@@ -67,3 +80,18 @@ func DescribeRun(m *manifest.Manifest, c *Context, phase string) (*Description, 
 	d.Summary = fmt.Sprintf("%s: %s", phase, strings.Join(names, ", "))
 	return d, errors.Join(errs...)
 }
+
+// notManifestContent tells the directories of a manifest's directory that
+// are not part of what its hooks read: version control metadata, and
+// imgplan's own output directories (marked by their state file), which
+// change with every apply.
+func notManifestContent(rel, path string) bool {
+	if filepath.Base(rel) == ".git" {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(path, OutputDirMarker))
+	return err == nil
+}
+
+// OutputDirMarker is the file imgplan keeps in every output directory.
+const OutputDirMarker = ".imgplan-state.json"

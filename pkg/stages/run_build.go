@@ -14,18 +14,21 @@ import (
 
 func init() { Run.Build, Run.API = buildRun, true }
 
-// Where a chrooted hook finds its script and inputs: in the sandbox's
-// tmpfs /run, so nothing of them stays in the image.
+// Where a chrooted hook finds its script, the manifest's directory and its
+// inputs: in the sandbox's tmpfs /run, so nothing of them stays in the
+// image.
 const (
-	hookDir    = "/run/imgplan"
-	hookInputs = hookDir + "/inputs"
+	hookDir      = "/run/imgplan"
+	hookManifest = hookDir + "/manifest"
+	hookInputs   = hookDir + "/inputs"
 )
 
 // buildRun runs the hooks of one phase. A chrooted hook runs as
-// /bin/sh -e with its declared inputs bind-mounted read-only under
-// $IMGPLAN_INPUTS (by base name), which is also its working directory. A
-// host hook runs on the build host with $IMGPLAN_ROOT set to the tree and
-// $IMGPLAN_INPUTS to a directory of links to its inputs.
+// /bin/sh -e in the directory of the manifest that declares it, mounted
+// read-only at $IMGPLAN_MANIFEST_DIR, with its declared inputs mounted
+// read-only under $IMGPLAN_INPUTS (by base name). A host hook runs on the
+// build host in the manifest's own directory, with $IMGPLAN_ROOT set to
+// the tree and $IMGPLAN_INPUTS to a directory of links to its inputs.
 func buildRun(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p RunParams
 	if err := decode(raw, &p); err != nil {
@@ -65,6 +68,10 @@ func runHook(ctx context.Context, env Env, phase string, h HookParams) error {
 		inputs[base] = p
 	}
 	vars := []string{"IMGPLAN_PHASE=" + phase}
+	mdir, err := env.Input(h.Dir)
+	if err != nil {
+		return err
+	}
 	if !h.Chroot {
 		dir, err := os.MkdirTemp("", "imgplan-hook-")
 		if err != nil {
@@ -80,11 +87,14 @@ func runHook(ctx context.Context, env Env, phase string, h HookParams) error {
 		if err := os.WriteFile(file, []byte(script), 0o700); err != nil {
 			return err
 		}
-		vars = append(vars, "IMGPLAN_ROOT="+env.Root().Dir(), "IMGPLAN_INPUTS="+dir)
-		return env.RunHost(ctx, []string{"/bin/sh", "-e", file}, RunOptions{Env: vars, Dir: dir})
+		vars = append(vars, "IMGPLAN_ROOT="+env.Root().Dir(), "IMGPLAN_INPUTS="+dir, "IMGPLAN_MANIFEST_DIR="+mdir)
+		return env.RunHost(ctx, []string{"/bin/sh", "-e", file}, RunOptions{Env: vars, Dir: mdir})
 	}
 	r := env.Root()
 	if err := r.MkdirAll(hookInputs, 0o755); err != nil {
+		return err
+	}
+	if err := env.Bind(mdir, hookManifest, true); err != nil {
 		return err
 	}
 	for base, p := range inputs {
@@ -96,6 +106,6 @@ func runHook(ctx context.Context, env Env, phase string, h HookParams) error {
 	if err := r.WriteFile(file, strings.NewReader(script), fsroot.WriteOptions{Perm: 0o700}); err != nil {
 		return err
 	}
-	vars = append(vars, "IMGPLAN_INPUTS="+hookInputs)
-	return env.Run(ctx, []string{"/bin/sh", "-e", file}, RunOptions{Env: vars, Dir: hookInputs})
+	vars = append(vars, "IMGPLAN_INPUTS="+hookInputs, "IMGPLAN_MANIFEST_DIR="+hookManifest)
+	return env.Run(ctx, []string{"/bin/sh", "-e", file}, RunOptions{Env: vars, Dir: hookManifest})
 }

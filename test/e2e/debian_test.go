@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestDebianMinimal builds examples/debian-minimal.yaml and checks the
@@ -81,8 +83,31 @@ func TestDebianMinimal(t *testing.T) {
 		t.Errorf("cron is not disabled: %v", err)
 	}
 
+	// The hook ran at its phase, read the manifest's directory, could not
+	// write to it.
+	if got := readFile(t, root, "/etc/imgplan-release-note"); got != "Built by imgplan from examples/debian-minimal.yaml.\nphase=post-files\n" {
+		t.Errorf("hook output: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "examples/written-by-hook")); !os.IsNotExist(err) {
+		t.Errorf("the hook wrote into the manifest's directory")
+	}
+
+	// Time zone and locale.
+	if target, err := os.Readlink(filepath.Join(root, "etc/localtime")); err != nil || target != "../usr/share/zoneinfo/Europe/Berlin" {
+		t.Errorf("/etc/localtime -> %q (%v)", target, err)
+	}
+	if got := readFile(t, root, "/etc/timezone"); got != "Europe/Berlin\n" {
+		t.Errorf("/etc/timezone: %q", got)
+	}
+	if got := readFile(t, root, "/etc/default/locale"); got != "LANG=en_US.UTF-8\n" {
+		t.Errorf("/etc/default/locale: %q", got)
+	}
+	if out, err := exec.Command("localedef", "--list-archive", filepath.Join(root, "usr/lib/locale/locale-archive")).Output(); err != nil || !strings.Contains(string(out), "en_US.utf8") {
+		t.Errorf("en_US.UTF-8 not generated: %q %v", out, err)
+	}
+
 	// Nothing of the build is left in the image.
-	for _, p := range []string{"/usr/sbin/policy-rc.d", "/run/imgplan"} {
+	for _, p := range []string{"/usr/sbin/policy-rc.d", "/run/imgplan", "/var/cache/apt/pkgcache.bin"} {
 		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
 			t.Errorf("%s left in the image", p)
 		}
@@ -173,4 +198,46 @@ func atoi(t *testing.T, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestDownloadsShared: a rebuild of the same base with another epoch (so
+// every node is new) downloads no .deb: each download would be published
+// to the store's cache as a new inode, and the cache is unchanged.
+func TestDownloadsShared(t *testing.T) {
+	dir := copyExample(t, "examples/debian-minimal.yaml", "examples/files")
+	m := filepath.Join(dir, "debian-minimal.yaml")
+	epoch := func() string { return fmt.Sprintf("epoch=%d", time.Now().UnixNano()%1e9) }
+	apply(t, m, t.TempDir(), "--set", "outputs=[{type: tar}]", "--set", epoch())
+	before := debInodes(t)
+	if len(before) < 90 { // minbase with its essential packages, and the example's
+		t.Fatalf("only %d .debs in the shared cache", len(before))
+	}
+	rep := apply(t, m, t.TempDir(), "--set", "outputs=[{type: tar}]", "--set", epoch())
+	if st := statuses(rep); st["bootstrap"] != "built" || st["packages"] != "built" {
+		t.Fatalf("bootstrap %s, packages %s; want both built", st["bootstrap"], st["packages"])
+	}
+	after := debInodes(t)
+	for name, ino := range after {
+		if before[name] != ino {
+			t.Errorf("%s was downloaded again", name)
+		}
+	}
+}
+
+// debInodes maps the .debs of the shared cache to their inodes.
+func debInodes(t *testing.T) map[string]uint64 {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(store, "v1/downloads/apt/debian/*/*.deb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = fi.Sys().(*syscall.Stat_t).Ino
+	}
+	return out
 }

@@ -12,6 +12,7 @@ e2fsprogs
 xz-utils
 zstd
 mmdebstrap
+debootstrap
 debian-archive-keyring
 busybox-static
 "

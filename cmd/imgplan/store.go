@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	osexec "os/exec"
 
 	"github.com/spf13/cobra"
 
@@ -52,7 +53,11 @@ func compileWithStore(ctx context.Context, lf *loadFlags, sf *storeFlags, path s
 	if err != nil {
 		return nil, err
 	}
-	opts := []plan.Option{plan.WithHostApt(host)}
+	tool := debBootstrapper()
+	if tool != "mmdebstrap" && tool != "debootstrap" {
+		return nil, usageError{fmt.Errorf("IMGPLAN_DEB_BOOTSTRAP=%q: mmdebstrap or debootstrap", tool)}
+	}
+	opts := []plan.Option{plan.WithHostApt(host), plan.WithDebBootstrapper(tool)}
 	for _, n := range notes {
 		opts = append(opts, plan.WithNote(n))
 	}
@@ -86,4 +91,18 @@ func compileWithStore(ctx context.Context, lf *loadFlags, sf *storeFlags, path s
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// debBootstrapper is mmdebstrap, or debootstrap where mmdebstrap is not
+// installed; IMGPLAN_DEB_BOOTSTRAP chooses one.
+func debBootstrapper() string {
+	if t := os.Getenv("IMGPLAN_DEB_BOOTSTRAP"); t != "" {
+		return t
+	}
+	if _, err := osexec.LookPath("mmdebstrap"); err != nil {
+		if _, err := osexec.LookPath("debootstrap"); err == nil {
+			return "debootstrap"
+		}
+	}
+	return "mmdebstrap"
 }

@@ -17,6 +17,8 @@ type options struct {
 	hostApt *stages.HostApt
 	index   func(string) (digest.Digest, error)
 	notes   []string
+
+	debBootstrapper string
 }
 
 // WithFiles shares a digest cache between compilations (variants of one
@@ -32,6 +34,10 @@ func WithHostApt(h *stages.HostApt) Option { return func(o *options) { o.hostApt
 func WithIndex(index func(url string) (digest.Digest, error)) Option {
 	return func(o *options) { o.index = index }
 }
+
+// WithDebBootstrapper names the tool Debian bootstraps use on this host
+// (mmdebstrap or debootstrap).
+func WithDebBootstrapper(tool string) Option { return func(o *options) { o.debBootstrapper = tool } }
 
 // WithNote adds a note the plan shows its reader.
 func WithNote(note string) Option { return func(o *options) { o.notes = append(o.notes, note) } }
@@ -50,7 +56,7 @@ func Compile(m *manifest.Manifest, opts ...Option) (*Plan, error) {
 	if o.files == nil {
 		o.files = digest.NewFiles()
 	}
-	c := &stages.Context{Files: o.files, HostApt: o.hostApt, Index: o.index}
+	c := &stages.Context{Files: o.files, HostApt: o.hostApt, Index: o.index, DebBootstrapper: o.debBootstrapper}
 	if m.Epoch != nil {
 		c.Epoch = *m.Epoch
 	}

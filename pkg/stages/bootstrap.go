@@ -3,6 +3,7 @@ package stages
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/imgplan/imgplan/pkg/manifest"
@@ -28,6 +29,9 @@ type BootstrapParams struct {
 	Repos      []RepoParams    `json:"repos,omitempty"`
 	// Compression of a tarball source: none, gzip, xz or zstd.
 	Compression string `json:"compression,omitempty"`
+	// Tool is mmdebstrap or debootstrap (Debian family): their trees
+	// differ in details, so it is part of the key.
+	Tool string `json:"tool,omitempty"`
 	// Keys are the input roles of the archive key files.
 	Keys []string `json:"keys,omitempty"`
 	// Sources are the apt sources of a Debian-family image: the mirror,
@@ -77,6 +81,13 @@ func describeBootstrap(m *manifest.Manifest, c *Context) (*Description, error) {
 			p.Components = []string{"main"}
 		}
 		p.Packages = sortedCopy(b.Packages)
+		p.Tool = c.DebBootstrapper
+		if p.Tool == "" {
+			p.Tool = "mmdebstrap"
+		}
+		if p.Tool == "debootstrap" && !slices.Contains(debootstrapVariants, p.Variant) {
+			errs = append(errs, problem(b.At("variant"), "bootstrap.variant: %s needs mmdebstrap, which this host lacks (debootstrap knows %s)", p.Variant, strings.Join(debootstrapVariants, ", ")))
+		}
 		var in []Input
 		var err error
 		p.Sources, in, err = debSources(m, c, p.Components)

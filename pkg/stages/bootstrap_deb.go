@@ -7,10 +7,17 @@ import (
 	"strings"
 )
 
+// debootstrapVariants are the variants debootstrap knows ("important" is
+// its default, which it has no name for).
+var debootstrapVariants = []string{"minbase", "buildd", "important"}
+
 // debBootstrap runs mmdebstrap into the empty tree, with the store's
 // shared .deb and index list caches staged for this build and bound over
 // /var/cache/apt/archives and /var/lib/apt/lists while apt runs.
 func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
+	if p.Tool == "debootstrap" {
+		return debootstrap(ctx, env, p)
+	}
 	r := env.Root()
 	debs, lists, err := aptCaches(env, p.Distro, p.Arch.Deb())
 	if err != nil {
@@ -98,3 +105,47 @@ func aptCaches(env Env, distro, arch string) (debs, lists string, err error) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// debootstrap is the fallback where mmdebstrap is missing: one mirror and
+// no hooks, so the .debs are cached through its --cache-dir, and the full
+// list of sources is written into the image afterwards.
+func debootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
+	debs, err := env.Downloads("apt/" + p.Distro + "/" + p.Arch.Deb())
+	if err != nil {
+		return err
+	}
+	argv := []string{"debootstrap", "--arch=" + p.Arch.Deb(), "--components=" + strings.Join(p.Components, ","), "--cache-dir=" + debs}
+	if p.Variant != "important" {
+		argv = append(argv, "--variant="+p.Variant)
+	}
+	if len(p.Packages) > 0 {
+		argv = append(argv, "--include="+strings.Join(p.Packages, ","))
+	}
+	for _, in := range bootstrapKeys(p) {
+		path, err := env.Input(in)
+		if err != nil {
+			return err
+		}
+		argv = append(argv, "--keyring="+path)
+	}
+	argv = append(argv, p.Release, env.Root().Dir())
+	if len(p.Sources) > 0 {
+		argv = append(argv, p.Sources[0].URI)
+	}
+	if err := env.RunHost(ctx, argv, RunOptions{}); err != nil {
+		return fmt.Errorf("debootstrap: %w", err)
+	}
+	if len(p.Sources) > 0 {
+		var lines []string
+		for _, s := range p.Sources {
+			lines = append(lines, s.Line(p.Arch.Deb()))
+		}
+		if err := writeText(env.Root(), "/etc/apt/sources.list", strings.Join(lines, "\n")+"\n"); err != nil {
+			return err
+		}
+	}
+	if err := removeMatching(env.Root(), "/var/cache/apt/archives", "*.deb"); err != nil {
+		return err
+	}
+	return unleakHost(env)
+}

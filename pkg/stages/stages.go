@@ -32,6 +32,10 @@ type Context struct {
 	// HostApt is the build host's apt configuration, which Debian-family
 	// manifests without a mirror default to (nil: the tools' defaults).
 	HostApt *HostApt
+	// DebBootstrapper is the tool Debian-family bootstraps use on this
+	// host: mmdebstrap, or debootstrap where mmdebstrap is missing. Empty
+	// means mmdebstrap.
+	DebBootstrapper string
 	// Index returns the digest of a repository's signed index (InRelease,
 	// repomd.xml), fetched at plan time so that an archive update changes
 	// the keys of the stages that install from it. Nil plans offline:

@@ -241,3 +241,33 @@ func debInodes(t *testing.T) map[string]uint64 {
 	}
 	return out
 }
+
+// TestDebootstrapFallback builds the base with debootstrap, as on a host
+// without mmdebstrap: same packages and sources, another key.
+func TestDebootstrapFallback(t *testing.T) {
+	dir := copyExample(t, "examples/debian-minimal.yaml", "examples/files")
+	out := t.TempDir()
+	cmd := exec.Command(bin, "apply", filepath.Join(dir, "debian-minimal.yaml"), "--cache-dir", store, "--out", out, "--set", "outputs=[{type: dir, path: rootfs}]")
+	cmd.Env = append(os.Environ(), "IMGPLAN_DEB_BOOTSTRAP=debootstrap")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("apply with debootstrap: %v\n%s", err, b)
+	}
+	root := filepath.Join(out, "rootfs")
+	q, err := exec.Command("dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f", "${Package} ${db:Status-Status}\n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"openssh-server", "tzdata", "locales"} {
+		if !strings.Contains(string(q), p+" installed\n") {
+			t.Errorf("package %s is not installed", p)
+		}
+	}
+	sources := readFile(t, root, "/etc/apt/sources.list")
+	if !strings.Contains(sources, " bookworm-security ") && strings.Contains(readFile(t, "/", "/etc/apt/sources.list.d/debian.sources"), "bookworm-security") {
+		t.Errorf("the host's security suite is not in the image's sources:\n%s", sources)
+	}
+	if debs, _ := filepath.Glob(filepath.Join(root, "var/cache/apt/archives/*.deb")); len(debs) > 0 {
+		t.Errorf("%d .debs left in the image", len(debs))
+	}
+}

@@ -62,55 +62,40 @@ func symlinkAt(dirfd int, name, target string, uid, gid int) error {
 // linked itself, not its target (linkat without AT_SYMLINK_FOLLOW, as tar
 // expects). An existing newpath is an error.
 func (r *Root) Link(oldpath, newpath string) error {
-	for _, p := range []string{oldpath, newpath} {
-		if err := checkNotRoot("link", p); err != nil {
-			return &os.LinkError{Op: "link", Old: oldpath, New: newpath, Err: unwrapPathError(err)}
-		}
-	}
-	if err := r.link(oldpath, newpath); err != nil {
-		return &os.LinkError{Op: "link", Old: oldpath, New: newpath, Err: err}
-	}
-	return nil
-}
-
-func (r *Root) link(oldpath, newpath string) error {
-	ofd, oname, err := r.parent(oldpath)
-	if err != nil {
-		return err
-	}
-	defer closeFd(ofd)
-	nfd, nname, err := r.parent(newpath)
-	if err != nil {
-		return err
-	}
-	defer closeFd(nfd)
-	return unix.Linkat(ofd, oname, nfd, nname, 0)
+	return r.twoPaths("link", oldpath, newpath, func(ofd int, oname string, nfd int, nname string) error {
+		return unix.Linkat(ofd, oname, nfd, nname, 0)
+	})
 }
 
 // Rename renames oldpath to newpath with rename(2) semantics; neither final
 // component is followed.
 func (r *Root) Rename(oldpath, newpath string) error {
-	for _, p := range []string{oldpath, newpath} {
-		if err := checkNotRoot("rename", p); err != nil {
-			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: unwrapPathError(err)}
-		}
-	}
-	if err := r.rename(oldpath, newpath); err != nil {
-		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
-	}
-	return nil
+	return r.twoPaths("rename", oldpath, newpath, func(ofd int, oname string, nfd int, nname string) error {
+		return unix.Renameat(ofd, oname, nfd, nname)
+	})
 }
 
-func (r *Root) rename(oldpath, newpath string) error {
+// twoPaths resolves the parents of two image paths (neither final
+// component followed, neither the root) and calls op on them.
+func (r *Root) twoPaths(opName, oldpath, newpath string, op func(ofd int, oname string, nfd int, nname string) error) error {
+	fail := func(err error) error { return &os.LinkError{Op: opName, Old: oldpath, New: newpath, Err: err} }
+	for _, p := range []string{oldpath, newpath} {
+		if err := checkNotRoot(opName, p); err != nil {
+			return fail(unwrapPathError(err))
+		}
+	}
 	ofd, oname, err := r.parent(oldpath)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	defer closeFd(ofd)
 	nfd, nname, err := r.parent(newpath)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	defer closeFd(nfd)
-	return unix.Renameat(ofd, oname, nfd, nname)
+	if err := op(ofd, oname, nfd, nname); err != nil {
+		return fail(err)
+	}
+	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgplan/imgplan/internal/sysx"
 )
 
 // Sentinel errors callers test with errors.Is.
@@ -35,10 +37,7 @@ var (
 )
 
 const (
-	resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
-	// openat2 returns EAGAIN when a rename or mount anywhere on the system
-	// races a scoped ".." lookup; the kernel expects callers to retry.
-	maxRetries = 128
+	resolveInRoot = sysx.InRoot
 	// Same limit as the kernel's MAXSYMLINKS for the final component we
 	// resolve ourselves.
 	maxSymlinks = 40
@@ -133,18 +132,7 @@ func rel(p string) string {
 }
 
 func openat2(dirfd int, name string, flags uint64) (int, error) {
-	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolveInRoot}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dirfd, name, &how)
-		switch {
-		case err == nil:
-			return fd, nil
-		case err == unix.EINTR, err == unix.EAGAIN && i < maxRetries:
-			continue
-		default:
-			return -1, err
-		}
-	}
+	return sysx.OpenInRoot(dirfd, name, flags)
 }
 
 // open resolves image path p inside the root.

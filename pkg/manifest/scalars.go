@@ -46,6 +46,23 @@ func parseMode(s string) (Mode, error) {
 
 func (m Mode) String() string { return fmt.Sprintf("%04o", uint32(m)) }
 
+// ModeOf is the Unix permission bits of a Go file mode: the permission
+// bits, with setuid, setgid and sticky moved from Go's places to 04000,
+// 02000 and 01000. FileMode is its inverse.
+func ModeOf(fm fs.FileMode) Mode {
+	m := Mode(fm.Perm())
+	if fm&fs.ModeSetuid != 0 {
+		m |= 0o4000
+	}
+	if fm&fs.ModeSetgid != 0 {
+		m |= 0o2000
+	}
+	if fm&fs.ModeSticky != 0 {
+		m |= 0o1000
+	}
+	return m
+}
+
 // FileMode is the mode as Go file mode bits (setuid, setgid and sticky in
 // Go's places).
 func (m Mode) FileMode() fs.FileMode {

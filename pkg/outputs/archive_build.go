@@ -19,7 +19,7 @@ func init() { Tar.Build = buildTar }
 
 func buildTar(_ context.Context, env stages.Env, raw json.RawMessage) error {
 	var p ArchiveParams
-	if err := decode(raw, &p); err != nil {
+	if err := stages.DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	f, err := os.Create(ArtifactPath(env))

@@ -13,7 +13,7 @@ func init() { Dir.Build = buildDir }
 // xattrs, hardlinks, device nodes) and clamps its times to the epoch.
 func buildDir(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	var p DirParams
-	if err := decode(raw, &p); err != nil {
+	if err := stages.DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	out := ArtifactPath(env)

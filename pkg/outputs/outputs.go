@@ -4,7 +4,6 @@
 package outputs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,15 +33,6 @@ const Artifact = "artifact"
 
 // ArtifactPath is where a builder writes its artifact.
 func ArtifactPath(env stages.Env) string { return filepath.Join(env.Out(), Artifact) }
-
-func decode(raw json.RawMessage, p any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(p); err != nil {
-		return fmt.Errorf("parameters: %w", err)
-	}
-	return nil
-}
 
 // Code names the kind and its code version, as keys record it.
 func (k *Kind) Code() string { return fmt.Sprintf("%s/%d", k.Name, k.Version) }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgplan/imgplan/pkg/manifest"
 )
 
 // WriteTar writes the tree at dir to w as a tar stream that depends only
@@ -44,7 +46,7 @@ func WriteTar(w io.Writer, dir string, epoch int64) error {
 		}
 		h := &tar.Header{
 			Name:    name,
-			Mode:    unixMode(fi.Mode()),
+			Mode:    int64(manifest.ModeOf(fi.Mode())),
 			Uid:     int(st.Uid),
 			Gid:     int(st.Gid),
 			ModTime: clamp(fi.ModTime(), epoch),
@@ -104,20 +106,6 @@ func WriteTar(w io.Writer, dir string, epoch int64) error {
 		return err
 	}
 	return tw.Close()
-}
-
-func unixMode(m fs.FileMode) int64 {
-	v := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return v
 }
 
 // addXattrs records a file's extended attributes, sorted by name through

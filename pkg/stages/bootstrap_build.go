@@ -12,7 +12,7 @@ func init() { Bootstrap.Build = buildBootstrap }
 
 func buildBootstrap(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p BootstrapParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	switch p.Family {

@@ -41,14 +41,11 @@ func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
 	if len(p.Packages) > 0 {
 		argv = append(argv, "--include="+strings.Join(p.Packages, ","))
 	}
-	for _, in := range bootstrapKeys(p) {
-		path, err := env.Input(in)
-		if err != nil {
-			return err
-		}
-		argv = append(argv, "--keyring="+path)
+	keys, err := keyringArgs(env, p)
+	if err != nil {
+		return err
 	}
-	argv = append(argv, p.Release, r.Dir())
+	argv = append(append(argv, keys...), p.Release, r.Dir())
 	for _, s := range p.Sources {
 		argv = append(argv, s.Line(p.Arch.Deb()))
 	}
@@ -58,15 +55,24 @@ func debBootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
 	return unleakHost(env)
 }
 
-// bootstrapKeys lists the input roles of the bootstrap's key files.
-func bootstrapKeys(p *BootstrapParams) []string {
+// keyringArgs gives both bootstrappers the archive keys the manifest
+// names, the bootstrap's own and its repositories'.
+func keyringArgs(env Env, p *BootstrapParams) ([]string, error) {
 	roles := append([]string(nil), p.Keys...)
 	for _, r := range p.Repos {
 		if r.GPGKey != "" {
 			roles = append(roles, r.GPGKey)
 		}
 	}
-	return roles
+	var args []string
+	for _, role := range roles {
+		path, err := env.Input(role)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--keyring="+path)
+	}
+	return args, nil
 }
 
 // unleakHost removes what bootstrap tools copy from the build host into the
@@ -121,14 +127,11 @@ func debootstrap(ctx context.Context, env Env, p *BootstrapParams) error {
 	if len(p.Packages) > 0 {
 		argv = append(argv, "--include="+strings.Join(p.Packages, ","))
 	}
-	for _, in := range bootstrapKeys(p) {
-		path, err := env.Input(in)
-		if err != nil {
-			return err
-		}
-		argv = append(argv, "--keyring="+path)
+	keys, err := keyringArgs(env, p)
+	if err != nil {
+		return err
 	}
-	argv = append(argv, p.Release, env.Root().Dir())
+	argv = append(append(argv, keys...), p.Release, env.Root().Dir())
 	if len(p.Sources) > 0 {
 		argv = append(argv, p.Sources[0].URI)
 	}

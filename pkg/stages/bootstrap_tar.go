@@ -19,6 +19,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/imgplan/imgplan/pkg/fsroot"
+	"github.com/imgplan/imgplan/pkg/manifest"
 )
 
 // untarBootstrap unpacks a rootfs archive into the empty tree, keeping
@@ -90,7 +91,7 @@ func Untar(r io.Reader, root *fsroot.Root) error {
 		if name == "/" && h.Typeflag != tar.TypeDir {
 			return fmt.Errorf("entry %q: the root must be a directory", h.Name)
 		}
-		perm := fs.FileMode(h.Mode).Perm() | modeBits(h.Mode)
+		perm := manifest.Mode(h.Mode & 0o7777).FileMode()
 		if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
@@ -158,18 +159,4 @@ func entryPath(name string) (string, error) {
 		}
 	}
 	return path.Clean("/" + name), nil
-}
-
-func modeBits(m int64) fs.FileMode {
-	var out fs.FileMode
-	if m&0o4000 != 0 {
-		out |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		out |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= fs.ModeSticky
-	}
-	return out
 }

@@ -61,7 +61,7 @@ func describeFiles(m *manifest.Manifest, c *Context) (*Description, error) {
 			}
 			if mode == nil {
 				if fi, err := os.Stat(f.Src.Path); err == nil {
-					m := unixPerm(fi.Mode())
+					m := manifest.ModeOf(fi.Mode())
 					mode = &m
 				}
 			}
@@ -112,25 +112,9 @@ func canonicalOwner(s string) string {
 	return s
 }
 
-// unixPerm is the permission bits of a Go file mode, with setuid, setgid
-// and sticky in their Unix places.
-func unixPerm(m os.FileMode) manifest.Mode {
-	p := manifest.Mode(m.Perm())
-	if m&os.ModeSetuid != 0 {
-		p |= 0o4000
-	}
-	if m&os.ModeSetgid != 0 {
-		p |= 0o2000
-	}
-	if m&os.ModeSticky != 0 {
-		p |= 0o1000
-	}
-	return p
-}
-
 func buildFiles(_ context.Context, env Env, raw json.RawMessage) error {
 	var p FilesParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	r := env.Root()

@@ -45,7 +45,7 @@ var leftovers = []struct{ dir, pattern string }{
 // copy every file of the lower layers up into this one.
 func buildFinalize(_ context.Context, env Env, raw json.RawMessage) error {
 	var p FinalizeParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	r := env.Root()

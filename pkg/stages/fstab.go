@@ -58,7 +58,7 @@ func describeFstab(m *manifest.Manifest, _ *Context) (*Description, error) {
 
 func buildFstab(_ context.Context, env Env, raw json.RawMessage) error {
 	var p FstabParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	r := env.Root()

@@ -14,7 +14,7 @@ func init() { Packages.Build, Packages.API = buildPackages, true }
 
 func buildPackages(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p PackagesParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	switch p.Family {

@@ -31,7 +31,7 @@ const (
 // the tree and $IMGPLAN_INPUTS to a directory of links to its inputs.
 func buildRun(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p RunParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	for i, h := range p.Hooks {

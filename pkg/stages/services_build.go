@@ -13,7 +13,7 @@ func init() { Services.Build, Services.API = buildServices, true }
 // sysvinit).
 func buildServices(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p ServicesParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	r := env.Root()

@@ -92,8 +92,9 @@ type Kind struct {
 	API bool
 }
 
-// decode reads a node's parameters into p, strictly.
-func decode(raw json.RawMessage, p any) error {
+// DecodeParams reads a node's parameters into p, strictly: a field the
+// builder does not know is an error, never ignored.
+func DecodeParams(raw json.RawMessage, p any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(p); err != nil {

@@ -15,7 +15,7 @@ func init() { System.Build, System.API = buildSystem, true }
 
 func buildSystem(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p SystemParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	r := env.Root()

@@ -16,7 +16,7 @@ func init() { Users.Build, Users.API = buildUsers, true }
 // distribution's defaults (id ranges, home skeletons) apply.
 func buildUsers(ctx context.Context, env Env, raw json.RawMessage) error {
 	var p UsersParams
-	if err := decode(raw, &p); err != nil {
+	if err := DecodeParams(raw, &p); err != nil {
 		return err
 	}
 	r := env.Root()

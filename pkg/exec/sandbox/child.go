@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgplan/imgplan/internal/sysx"
 )
 
 // Child is the sandbox side of a Run, handed to the Func: it mounts API
@@ -60,12 +62,6 @@ func (c *Child) finish() error {
 func (c *Child) push(u func() error) { c.undo = append(c.undo, u) }
 
 const (
-	// Symlinks are resolved as a chroot into the root would, and a procfs
-	// mounted in the image cannot be used to jump out.
-	resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
-	// openat2 fails with EAGAIN when a rename or mount anywhere on the
-	// system races a scoped ".." lookup; the kernel expects a retry.
-	maxRetries = 128
 	// The kernel's MAXSYMLINKS, for the links we follow ourselves.
 	maxSymlinks = 40
 )
@@ -80,18 +76,7 @@ func openRoot(root string) (int, error) {
 
 // openInRoot opens rel (relative, clean) below rootfd as if rootfd were /.
 func openInRoot(rootfd int, rel string, flags uint64) (int, error) {
-	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolveInRoot}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(rootfd, rel, &how)
-		switch {
-		case err == nil:
-			return fd, nil
-		case err == unix.EINTR, err == unix.EAGAIN && i < maxRetries:
-			continue
-		default:
-			return -1, err
-		}
-	}
+	return sysx.OpenInRoot(rootfd, rel, flags)
 }
 
 // cleanRel turns an image path (absolute or not) into the relative form

@@ -56,10 +56,8 @@ func runInit(name string) int {
 	// unnoticed. Run writes the argument only after Start returned, that
 	// is after the exec and so after the prctl: a complete argument proves
 	// the parent outlived the arming of Pdeathsig.
-	argIn := os.NewFile(argFd, "sandbox-arg")
-	arg, err := io.ReadAll(argIn)
-	argIn.Close()
-	if err != nil || !json.Valid(arg) {
+	arg, ok := readArg()
+	if !ok {
 		return exitOrphan
 	}
 
@@ -143,10 +141,8 @@ func runWorker(name string) int {
 	unix.CloseOnExec(argFd)
 	unix.CloseOnExec(resultFd)
 	res := os.NewFile(resultFd, "sandbox-result")
-	argIn := os.NewFile(argFd, "sandbox-arg")
-	arg, err := io.ReadAll(argIn)
-	argIn.Close()
-	if err != nil || !json.Valid(arg) {
+	arg, ok := readArg()
+	if !ok {
 		return exitOrphan
 	}
 	fn := lookup(name)
@@ -155,7 +151,7 @@ func runWorker(name string) int {
 		return exitReported
 	}
 	c := &Child{}
-	err = call(fn, c, arg)
+	err := call(fn, c, arg)
 	err = errors.Join(err, c.finish())
 	sendReport(res, err)
 	return exitReported
@@ -183,4 +179,13 @@ func sendReport(w *os.File, err error) {
 	}
 	b, _ := json.Marshal(r)
 	w.Write(b)
+}
+
+// readArg reads the argument Run writes on argFd; ok is false when it is
+// incomplete (the parent died before writing it all).
+func readArg() (json.RawMessage, bool) {
+	in := os.NewFile(argFd, "sandbox-arg")
+	arg, err := io.ReadAll(in)
+	in.Close()
+	return arg, err == nil && json.Valid(arg)
 }

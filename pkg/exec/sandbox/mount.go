@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgplan/imgplan/internal/sysx"
 )
 
 // APIMounts selects the API filesystems MountAPI mounts in an image root.
@@ -233,38 +234,21 @@ func newFS(fstype string, opts []fsOpt, attr int) (int, error) {
 			err = unix.FsconfigSetString(fsfd, o.key, o.val)
 		}
 		if err == unix.EINVAL && o.optional {
-			fsLog(fsfd) // drop the kernel's complaint
+			sysx.FsLog(fsfd) // drop the kernel's complaint
 			continue
 		}
 		if err != nil {
-			return -1, fmt.Errorf("%s option %s: %w%s", fstype, o.key, err, fsLog(fsfd))
+			return -1, fmt.Errorf("%s option %s: %w%s", fstype, o.key, err, sysx.FsLog(fsfd))
 		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return -1, fmt.Errorf("create %s: %w%s", fstype, err, fsLog(fsfd))
+		return -1, fmt.Errorf("create %s: %w%s", fstype, err, sysx.FsLog(fsfd))
 	}
 	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attr)
 	if err != nil {
-		return -1, fmt.Errorf("fsmount %s: %w%s", fstype, err, fsLog(fsfd))
+		return -1, fmt.Errorf("fsmount %s: %w%s", fstype, err, sysx.FsLog(fsfd))
 	}
 	return mfd, nil
-}
-
-// fsLog reads the messages the kernel queued on a filesystem context.
-func fsLog(fsfd int) string {
-	var msgs []string
-	buf := make([]byte, 1024)
-	for range 8 {
-		n, err := unix.Read(fsfd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
-	}
-	if len(msgs) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(msgs, "; ") + ")"
 }
 
 // attach moves the detached mount mfd onto target and records its unmount.

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgplan/imgplan/internal/sysx"
 )
 
 // mountSource is the source every overlay shows in mountinfo.
@@ -188,14 +190,14 @@ func mountFsconfig(lowers []string, upper, work, target string, byFD bool) (err 
 			err = unix.FsconfigSetString(fsfd, key, shortPath(path, fd))
 		}
 		if err != nil {
-			return fmt.Errorf("fsconfig %s %s: %w%s", key, path, err, fsLog(fsfd))
+			return fmt.Errorf("fsconfig %s %s: %w%s", key, path, err, sysx.FsLog(fsfd))
 		}
 		return nil
 	}
 
 	// Names leaked mounts in mountinfo.
 	if err := unix.FsconfigSetString(fsfd, "source", mountSource); err != nil {
-		return fmt.Errorf("fsconfig source: %w%s", err, fsLog(fsfd))
+		return fmt.Errorf("fsconfig source: %w%s", err, sysx.FsLog(fsfd))
 	}
 	for i, l := range lowers {
 		if err := set("lowerdir+", l); err != nil {
@@ -222,11 +224,11 @@ func mountFsconfig(lowers []string, upper, work, target string, byFD bool) (err 
 	}
 	for _, o := range overlayOptions {
 		if err := unix.FsconfigSetString(fsfd, o[0], o[1]); err != nil {
-			return fmt.Errorf("fsconfig %s=%s: %w%s", o[0], o[1], err, fsLog(fsfd))
+			return fmt.Errorf("fsconfig %s=%s: %w%s", o[0], o[1], err, sysx.FsLog(fsfd))
 		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("fsconfig create: %w%s", err, fsLog(fsfd))
+		return fmt.Errorf("fsconfig create: %w%s", err, sysx.FsLog(fsfd))
 	}
 	var attrs int
 	if upper == "" {
@@ -234,7 +236,7 @@ func mountFsconfig(lowers []string, upper, work, target string, byFD bool) (err 
 	}
 	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
-		return fmt.Errorf("fsmount: %w%s", err, fsLog(fsfd))
+		return fmt.Errorf("fsmount: %w%s", err, sysx.FsLog(fsfd))
 	}
 	defer unix.Close(mfd)
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
@@ -398,22 +400,4 @@ func (s *fdSet) close() {
 		unix.Close(fd)
 	}
 	*s = nil
-}
-
-// fsLog drains the messages the kernel left on a filesystem context, which
-// say why an fsconfig call failed far better than its errno.
-func fsLog(fsfd int) string {
-	var msgs []string
-	buf := make([]byte, 4096)
-	for {
-		n, err := unix.Read(fsfd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
-	}
-	if len(msgs) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(msgs, "; ") + ")"
 }

@@ -11,14 +11,20 @@ import (
 	"syscall"
 
 	"github.com/imgplan/imgplan/pkg/digest"
+	"github.com/imgplan/imgplan/pkg/manifest"
 	"github.com/imgplan/imgplan/pkg/outputs"
 	"github.com/imgplan/imgplan/pkg/plan"
 	"github.com/imgplan/imgplan/pkg/stages"
 )
 
-// stateFile remembers what deliver wrote, so an unchanged output is not
-// copied again; it also marks the directory as imgplan's output.
-const stateFile = stages.OutputDirMarker
+// The package list and content manifest written beside the outputs (from
+// the tree node), and the state file that remembers what deliver wrote, so
+// an unchanged output is not copied again.
+const (
+	PackagesFile = manifest.PackagesFile
+	ContentFile  = manifest.ContentFile
+	stateFile    = manifest.StateFile
+)
 
 type delivered struct {
 	Key   digest.Digest `json:"key"`
@@ -40,22 +46,34 @@ func deliver(p *plan.Plan, objs map[string]*Object, outDir string) ([]OutputRepo
 	if b, err := os.ReadFile(filepath.Join(outDir, stateFile)); err == nil {
 		json.Unmarshal(b, &state) //nolint:errcheck // a bad state file only costs a copy
 	}
-	var reps []OutputReport
+	// What goes out: every output's artifact, and beside them the tree's
+	// package list and content manifest.
+	type item struct {
+		path, src string
+		key       digest.Digest
+	}
+	var items []item
 	for _, n := range p.Nodes {
-		if n.Output == "" {
-			continue
+		switch {
+		case n.Output != "":
+			items = append(items, item{n.Output, filepath.Join(objs[n.ID].Data(), outputs.Artifact), n.Key})
+		case n.Kind == stages.KindTree:
+			items = append(items,
+				item{PackagesFile, filepath.Join(objs[n.ID].Data(), stages.PackagesFile), n.Key},
+				item{ContentFile, filepath.Join(objs[n.ID].Data(), stages.ContentFile), n.Key})
 		}
-		obj := objs[n.ID]
-		src := filepath.Join(obj.Data(), outputs.Artifact)
-		dst := filepath.Join(outDir, n.Output)
-		rep := OutputReport{Path: n.Output, Key: n.Key}
-		if s, ok := state[n.Output]; ok && s.Key == n.Key && unchanged(dst, s) {
+	}
+	var reps []OutputReport
+	for _, it := range items {
+		src, dst := it.src, filepath.Join(outDir, it.path)
+		rep := OutputReport{Path: it.path, Key: it.key}
+		if s, ok := state[it.path]; ok && s.Key == it.key && unchanged(dst, s) {
 			rep.Size = s.Size
 			reps = append(reps, rep)
 			continue
 		}
 		if err := copyArtifact(src, dst); err != nil {
-			return nil, fmt.Errorf("output %s: %w", n.Output, err)
+			return nil, fmt.Errorf("output %s: %w", it.path, err)
 		}
 		fi, err := os.Lstat(dst)
 		if err != nil {
@@ -68,7 +86,7 @@ func deliver(p *plan.Plan, objs map[string]*Object, outDir string) ([]OutputRepo
 				return nil, err
 			}
 		}
-		state[n.Output] = delivered{Key: n.Key, Ino: st.Ino, Size: size, Mtime: fi.ModTime().UnixNano()}
+		state[it.path] = delivered{Key: it.key, Ino: st.Ino, Size: size, Mtime: fi.ModTime().UnixNano()}
 		rep.Size, rep.Copied = size, true
 		reps = append(reps, rep)
 	}

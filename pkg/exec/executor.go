@@ -15,6 +15,7 @@ import (
 
 	"github.com/imgplan/imgplan/pkg/digest"
 	"github.com/imgplan/imgplan/pkg/exec/sandbox"
+	"github.com/imgplan/imgplan/pkg/manifest"
 	"github.com/imgplan/imgplan/pkg/outputs"
 	"github.com/imgplan/imgplan/pkg/plan"
 	"github.com/imgplan/imgplan/pkg/stages"
@@ -180,7 +181,7 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Rep
 }
 
 // ReportFile is the name of the report in the output directory.
-const ReportFile = "imgplan-report.json"
+const ReportFile = manifest.ReportFile
 
 type walk struct {
 	e    *Executor

@@ -158,10 +158,11 @@ func (o *Output) UnmarshalJSON(b []byte) error {
 type Ext4Options struct {
 	Meta `yaml:"-" json:"-"`
 
-	Size     *Size   `yaml:"size" json:"size,omitempty" doc:"Fixed image size (\"2500MiB\"). Default: the tree's size plus headroom."`
-	Headroom *Extent `yaml:"headroom" json:"headroom,omitempty" doc:"Free space added to an automatically sized image: bytes or a percentage of the tree. Default 20%."`
-	Label    string  `yaml:"label" json:"label,omitempty" doc:"Filesystem label (up to 16 bytes)."`
-	UUID     string  `yaml:"uuid" json:"uuid,omitempty" doc:"Filesystem UUID. Default: derived from the stage key, so rebuilds are identical."`
+	Size     *Size    `yaml:"size" json:"size,omitempty" doc:"Fixed image size (\"2500MiB\"). Default: the tree's size plus headroom."`
+	Headroom *Extent  `yaml:"headroom" json:"headroom,omitempty" doc:"Free space added to an automatically sized image: bytes or a percentage of the tree. Default 20%."`
+	Label    string   `yaml:"label" json:"label,omitempty" doc:"Filesystem label (up to 16 bytes)."`
+	UUID     string   `yaml:"uuid" json:"uuid,omitempty" doc:"Filesystem UUID. Default: derived from the stage key, so rebuilds are identical."`
+	Features []string `yaml:"features" json:"features,omitempty" doc:"mke2fs -O features on top of imgplan's defaults (has_journal, extent, huge_file, flex_bg, metadata_csum, 64bit, dir_nlink, extra_isize); \"^name\" turns one off, e.g. [^metadata_csum, ^64bit] for kernels older than 3.18 such as CentOS 6's."`
 }
 
 // Compression names valid per output type.
@@ -175,7 +176,7 @@ type SquashfsOptions struct {
 	Meta `yaml:"-" json:"-"`
 
 	Compression string `yaml:"compression" json:"compression,omitempty" doc:"gzip, xz, zstd, lz4 or lzo. Default zstd."`
-	Level       *int   `yaml:"level" json:"level,omitempty" doc:"Compression level (gzip 1-9, xz 0-9, zstd 1-22, lz4 and lzo have none)."`
+	Level       *int   `yaml:"level" json:"level,omitempty" doc:"Compression level: gzip 1-9, zstd 1-22, lzo 1-9; xz and lz4 take none."`
 	BlockSize   *Size  `yaml:"block_size" json:"block_size,omitempty" doc:"Block size, a power of two from 4KiB to 1MiB. Default 128KiB."`
 }
 

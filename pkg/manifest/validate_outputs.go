@@ -3,6 +3,7 @@ package manifest
 import (
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -40,10 +41,16 @@ func extCompression(p string) string {
 	return "none"
 }
 
-// Level ranges per compressor; nil means the compressor takes no level.
-var levels = map[string][2]int{"gzip": {1, 9}, "xz": {0, 9}, "zstd": {1, 22}}
+// Level ranges per compressor, for archives (tar, cpio) and for squashfs,
+// whose xz and lz4 take no level; a compressor missing takes none.
+var (
+	archiveLevels  = map[string][2]int{"gzip": {1, 9}, "xz": {0, 9}, "zstd": {1, 22}}
+	squashfsLevels = map[string][2]int{"gzip": {1, 9}, "zstd": {1, 22}, "lzo": {1, 9}}
+)
 
-func (v *validator) level(meta Meta, comp string, level *int) {
+var featureRe = regexp.MustCompile(`^\^?[a-z0-9_]+$`)
+
+func (v *validator) level(meta Meta, levels map[string][2]int, comp string, level *int) {
 	if level == nil {
 		return
 	}
@@ -68,6 +75,8 @@ func (v *validator) outputs(m *Manifest) {
 		if o.Path != "" {
 			if msg := relPath(o.Path); msg != "" {
 				v.at(o.Meta, "path", "%s", msg)
+			} else if slices.Contains(ReservedOutputNames, strings.Split(o.Path, "/")[0]) {
+				v.at(o.Meta, "path", "%s is a name imgplan writes itself beside the outputs", o.Path)
 			}
 		}
 		if first, dup := paths[strings.TrimSuffix(op, "/")]; dup {
@@ -92,6 +101,11 @@ func (v *validator) outputs(m *Manifest) {
 			if opt.UUID != "" && !uuidRe.MatchString(opt.UUID) {
 				v.at(om, "uuid", "invalid UUID %q", opt.UUID)
 			}
+			for _, f := range opt.Features {
+				if !featureRe.MatchString(f) {
+					v.item(om, "features", f, "invalid feature %q: a mke2fs -O name, or ^name to turn it off", f)
+				}
+			}
 		case *SquashfsOptions:
 			comp := opt.Compression
 			if comp == "" {
@@ -100,7 +114,7 @@ func (v *validator) outputs(m *Manifest) {
 				v.at(om, "compression", "unknown compression %q (%s)", comp, strings.Join(squashfsCompressions, ", "))
 				break
 			}
-			v.level(om, comp, opt.Level)
+			v.level(om, squashfsLevels, comp, opt.Level)
 			if bs := opt.BlockSize; bs != nil && (*bs < 4<<10 || *bs > 1<<20 || *bs&(*bs-1) != 0) {
 				v.at(om, "block_size", "must be a power of two from 4KiB to 1MiB")
 			}
@@ -113,7 +127,7 @@ func (v *validator) outputs(m *Manifest) {
 			if ext := extCompression(o.Path); o.Path != "" && opt.Compression != "" && ext != "none" && ext != opt.Compression {
 				v.at(om, "compression", "%s contradicts the path %s (%s)", opt.Compression, o.Path, ext)
 			}
-			v.level(om, comp, opt.Level)
+			v.level(om, archiveLevels, comp, opt.Level)
 		case *VmdkOptions:
 			if s := opt.Subformat; s != "" && s != "monolithicSparse" && s != "streamOptimized" {
 				v.at(om, "subformat", "unknown subformat %q (monolithicSparse, streamOptimized)", s)
@@ -153,6 +167,17 @@ func (v *validator) outputs(m *Manifest) {
 		}
 	}
 }
+
+// Files imgplan writes in every output directory besides the outputs.
+const (
+	ReportFile   = "imgplan-report.json"   // what the apply built and reused
+	PackagesFile = "imgplan-packages.json" // the image's installed packages
+	ContentFile  = "imgplan-content.pb"    // the tree's continuity manifest
+	StateFile    = ".imgplan-state.json"   // what was delivered, to skip copies
+)
+
+// ReservedOutputNames are the names outputs cannot have.
+var ReservedOutputNames = []string{ReportFile, PackagesFile, ContentFile, StateFile}
 
 // relPath checks a path relative to the output directory.
 func relPath(p string) string {

@@ -17,7 +17,8 @@ type Ext4Params struct {
 	Headroom manifest.Extent `json:"headroom"`
 	Label    string          `json:"label,omitempty"`
 	// UUID is derived from the node key when empty.
-	UUID string `json:"uuid,omitempty"`
+	UUID     string   `json:"uuid,omitempty"`
+	Features []string `json:"features,omitempty"`
 }
 
 // DefaultHeadroom is the free space of an automatically sized image.
@@ -25,7 +26,7 @@ var DefaultHeadroom = manifest.Extent{Percent: 20}
 
 func describeExt4(o manifest.Output, _ *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	opt := o.Options.(*manifest.Ext4Options)
-	p := &Ext4Params{Label: opt.Label, UUID: opt.UUID, Headroom: DefaultHeadroom}
+	p := &Ext4Params{Label: opt.Label, UUID: opt.UUID, Features: opt.Features, Headroom: DefaultHeadroom}
 	summary := "auto size"
 	if opt.Size != nil {
 		p.Size, p.Headroom = int64(*opt.Size), manifest.Extent{}

@@ -263,7 +263,7 @@ func TestObservableChanges(t *testing.T) {
 		{"group id", []string{"groups[0].gid=1501"}, "", "users"},
 		{"service", []string{"services.enable+=nginx"}, "", "services"},
 		{"ext4 size", []string{"outputs[0].size=3GiB"}, "", "output:root.img"},
-		{"squashfs level", []string{"outputs[1].level=9"}, "", "output:root.squashfs"},
+		{"squashfs block size", []string{"outputs[1].block_size=256KiB"}, "", "output:root.squashfs"},
 		{"partition size", []string{"layout.partitions[0].size=100MiB"}, "", "disk"},
 		{"qcow2 compression", []string{"outputs[3].compress=true"}, "", "output:disk.qcow2"},
 	}

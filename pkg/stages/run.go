@@ -94,4 +94,4 @@ func notManifestContent(rel, path string) bool {
 }
 
 // OutputDirMarker is the file imgplan keeps in every output directory.
-const OutputDirMarker = ".imgplan-state.json"
+const OutputDirMarker = manifest.StateFile

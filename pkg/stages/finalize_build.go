@@ -59,7 +59,60 @@ func buildFinalize(_ context.Context, env Env, raw json.RawMessage) error {
 			return err
 		}
 	}
-	return nil
+	return removeHostKeys(r)
+}
+
+// sshKeygenUnit regenerates SSH host keys at first boot on Debian-family
+// systemd images (RHEL's sshd does it itself).
+const sshKeygenUnit = `[Unit]
+Description=Generate the SSH host keys the image leaves out (imgplan)
+Before=ssh.service
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=ssh.service
+`
+
+// removeHostKeys removes the SSH host keys package scripts generated: every
+// machine booting the image would share them, and they differ on every
+// build. Where Debian's ssh.service would then fail, a oneshot unit
+// regenerates them first.
+func removeHostKeys(r *fsroot.Root) error {
+	had := false
+	f, err := r.Open("/etc/ssh")
+	if err != nil {
+		return nil // no ssh
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	for _, n := range names {
+		if ok, _ := filepath.Match("ssh_host_*_key*", n); ok {
+			had = true
+			if err := r.RemoveAll("/etc/ssh/" + n); err != nil {
+				return err
+			}
+		}
+	}
+	unit := firstExisting(r, "/lib/systemd/system/ssh.service", "/usr/lib/systemd/system/ssh.service")
+	if !had || unit == "" {
+		return nil
+	}
+	const name = "/etc/systemd/system/imgplan-ssh-keygen.service"
+	if err := r.WriteFile(name, strings.NewReader(sshKeygenUnit), fsroot.WriteOptions{Perm: 0o644, MkdirParents: true}); err != nil {
+		return err
+	}
+	if err := r.MkdirAll("/etc/systemd/system/ssh.service.wants", 0o755); err != nil {
+		return err
+	}
+	link := "/etc/systemd/system/ssh.service.wants/imgplan-ssh-keygen.service"
+	if err := r.RemoveAll(link); err != nil {
+		return err
+	}
+	return r.Symlink(name, link)
 }
 
 // removeMatching removes the entries of an image directory whose names

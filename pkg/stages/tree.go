@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/containerd/continuity"
+	pb "github.com/containerd/continuity/proto"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/imgplan/imgplan/pkg/manifest"
 )
@@ -71,11 +73,25 @@ func buildTree(ctx context.Context, env Env, _ json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("content manifest: %w", err)
 	}
-	pb, err := continuity.Marshal(m)
+	pb, err := marshalManifest(m)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(env.Out(), ContentFile), pb, 0o644)
+}
+
+// marshalManifest encodes a continuity manifest deterministically:
+// continuity.Marshal leaves protobuf's map order (xattrs) random.
+func marshalManifest(m *continuity.Manifest) ([]byte, error) {
+	b, err := continuity.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var pm pb.Manifest
+	if err := proto.Unmarshal(b, &pm); err != nil {
+		return nil, err
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(&pm)
 }
 
 func installedPackages(ctx context.Context, env Env) (*PackageList, error) {

@@ -30,16 +30,16 @@ func TestOutputs(t *testing.T) {
 			t.Fatalf("e2fsck -fn: %v\n%s", err, b)
 		}
 		for path, want := range map[string][]string{
-			"/usr/bin/su":          {"Mode:  04755", "User:     0   Group:     0"},
-			"/usr/bin/wall":        {"Mode:  02755", "Group:     5"},
-			"/home/appl/.profile":  {"User:  1000   Group:  1000"},
-			"/dev/loop0":           {"Type: block", "Device major/minor number: 07:00"},
-			"/dev/null":            {"Type: character special", "Device major/minor number: 01:03"},
-			"/usr/bin/gunzip":      {"Links: 3"},
-			"/tmp":                 {"Mode:  01777"},
-			"/run/initctl":         {"Type: FIFO"},
-			"/etc/os-release":      {"user.imgplan (7) = \"example\""},
-			"/etc/motd":            {"mtime: 0x65920080"}, // clamped to the epoch (2024-01-01)
+			"/usr/bin/su":           {"Mode:  04755", "User:     0   Group:     0"},
+			"/usr/bin/wall":         {"Mode:  02755", "Group:     5"},
+			"/home/appl/.profile":   {"User:  1000   Group:  1000"},
+			"/dev/loop0":            {"Type: block", "Device major/minor number: 07:00"},
+			"/dev/null":             {"Type: character special", "Device major/minor number: 01:03"},
+			"/usr/bin/gunzip":       {"Links: 3"},
+			"/tmp":                  {"Mode:  01777"},
+			"/run/initctl":          {"Type: FIFO"},
+			"/etc/os-release":       {"user.imgplan (7) = \"example\""},
+			"/etc/motd":             {"mtime: 0x65920080"}, // clamped to the epoch (2024-01-01)
 			"/usr/share/doc/README": {"mtime: 0x6553f100"}, // older: kept (2023-11-14)
 		} {
 			b, err := exec.Command("debugfs", "-R", "stat "+path, img).CombinedOutput()

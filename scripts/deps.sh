@@ -11,6 +11,8 @@ coreutils
 e2fsprogs
 xz-utils
 zstd
+squashfs-tools
+cpio
 mmdebstrap
 debootstrap
 debian-archive-keyring

@@ -104,12 +104,15 @@ type Report struct {
 
 // NodeReport is one node's part in an apply.
 type NodeReport struct {
-	ID      string        `json:"id"`
-	Kind    string        `json:"kind"`
-	Key     digest.Digest `json:"key"`
-	Status  string        `json:"status"` // cached or built
-	Seconds float64       `json:"seconds"`
-	Size    int64         `json:"size"`
+	ID     string        `json:"id"`
+	Kind   string        `json:"kind"`
+	Key    digest.Digest `json:"key"`
+	Status string        `json:"status"` // cached or built
+	// Seconds is the node's whole time: waiting for its lock, building,
+	// committing to the store. BuildSeconds is the build in its sandbox.
+	Seconds      float64 `json:"seconds"`
+	BuildSeconds float64 `json:"build_seconds,omitempty"`
+	Size         int64   `json:"size"`
 }
 
 // OutputReport is one file or directory written to the output directory.
@@ -249,7 +252,11 @@ func (w *walk) node(ctx context.Context, n *plan.Node) error {
 	report := func(obj *Object, status string, elapsed time.Duration) {
 		w.mu.Lock()
 		w.objs[n.ID] = obj
-		w.reports[n.ID] = NodeReport{ID: n.ID, Kind: n.Kind, Key: n.Key, Status: status, Seconds: elapsed.Seconds(), Size: obj.Meta.Size}
+		nr := NodeReport{ID: n.ID, Kind: n.Kind, Key: n.Key, Status: status, Seconds: elapsed.Seconds(), Size: obj.Meta.Size}
+		if status == "built" {
+			nr.BuildSeconds = obj.Meta.BuildSeconds
+		}
+		w.reports[n.ID] = nr
 		w.mu.Unlock()
 		e.store.Touch(n.Key)
 		e.progress.Event(Event{Node: n, Status: status, Elapsed: elapsed, Size: obj.Meta.Size})

@@ -193,3 +193,41 @@ func TestContentDigest(t *testing.T) {
 		t.Error("content not in the content digest")
 	}
 }
+
+// TestContentDigestSparse: a file's digest depends on its content only: a
+// sparse file and the same bytes written out in full agree; a byte
+// changed anywhere, even deep in a large file, changes it.
+func TestContentDigestSparse(t *testing.T) {
+	const size = 9<<20 + 123 // several chunks, the last one partial
+	mk := func(sparse bool, poke int64) digest.Digest {
+		dir := t.TempDir()
+		f, err := os.Create(filepath.Join(dir, "img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sparse {
+			f.Truncate(size)
+		} else {
+			f.Write(make([]byte, size))
+		}
+		f.WriteAt([]byte("data at 3 MiB"), 3<<20)
+		if poke >= 0 {
+			f.WriteAt([]byte{1}, poke)
+		}
+		f.Close()
+		d, _, err := ContentDigest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	sparse, full := mk(true, -1), mk(false, -1)
+	if sparse != full {
+		t.Error("holes and written zeros give different digests")
+	}
+	for _, off := range []int64{0, 5 << 20, size - 1} {
+		if mk(true, off) == sparse {
+			t.Errorf("a byte changed at %d was not seen", off)
+		}
+	}
+}

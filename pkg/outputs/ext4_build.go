@@ -51,12 +51,15 @@ func buildExt4(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 		return err
 	}
 	root := env.Root().Dir()
-	usage, err := measureTree(root)
-	if err != nil {
-		return err
-	}
+	// The tree is measured only to size an image automatically; a fixed
+	// size too small for it fails in mkfs, with a clear message.
+	var usage treeUsage
 	size := p.Size
 	if size == 0 {
+		var err error
+		if usage, err = measureTree(root); err != nil {
+			return err
+		}
 		size = autoExt4Size(usage, p.Headroom.Bytes, p.Headroom.Percent)
 	}
 	uuid := p.UUID
@@ -86,8 +89,8 @@ func buildExt4(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 		if len(p.Features) > 0 {
 			argv = append(argv, "-O", strings.Join(p.Features, ","))
 		}
-		// Enough inodes for the tree, whatever the size.
-		if need := usage.inodes + usage.inodes/4 + 64; size/16384 < need {
+		// Enough inodes for the tree, in an image sized for it.
+		if need := usage.inodes + usage.inodes/4 + 64; p.Size == 0 && size/16384 < need {
 			argv = append(argv, "-N", strconv.FormatInt(need, 10))
 		}
 		argv = append(argv, img)
@@ -105,7 +108,9 @@ func buildExt4(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 			continue
 		}
 		if p.Size != 0 {
-			return fmt.Errorf("mkfs.ext4: %w (the tree needs about %s; the image is %s)", err, human(usage.bytes), human(p.Size))
+			if u, merr := measureTree(root); merr == nil {
+				return fmt.Errorf("mkfs.ext4: %w (the tree needs about %s in %d inodes; the image is %s)", err, human(u.bytes), u.inodes, human(p.Size))
+			}
 		}
 		return fmt.Errorf("mkfs.ext4: %w", err)
 	}

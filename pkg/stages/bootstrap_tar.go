@@ -88,6 +88,11 @@ func Untar(r io.Reader, root *fsroot.Root) error {
 		if err != nil {
 			return err
 		}
+		if sparse(h) {
+			// A sparse map can make a few bytes of archive claim exabytes
+			// of holes; rootfs archives have no reason to hold one.
+			return fmt.Errorf("entry %q: sparse entries are not supported (repack the archive without --sparse)", h.Name)
+		}
 		if name == "/" && h.Typeflag != tar.TypeDir {
 			return fmt.Errorf("entry %q: the root must be a directory", h.Name)
 		}
@@ -148,6 +153,19 @@ func Untar(r io.Reader, root *fsroot.Root) error {
 		}
 	}
 	return nil
+}
+
+// sparse reports whether h is a GNU sparse entry, old style or PAX.
+func sparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // entryPath turns an archive entry name into an image path; names that

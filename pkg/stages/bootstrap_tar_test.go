@@ -156,3 +156,24 @@ func TestUntarHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestUntarSparseRefused: GNU sparse entries (made by GNU tar --sparse, old
+// GNU and PAX 1.0 formats; each file here is 10 KiB claiming a 1 GiB file)
+// are refused with a clear error.
+func TestUntarSparseRefused(t *testing.T) {
+	for _, name := range []string{"testdata/sparse-gnu.tar", "testdata/sparse-pax.tar"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := fsroot.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Untar(bytes.NewReader(b), root)
+		root.Close()
+		if err == nil || !strings.Contains(err.Error(), "sparse entries are not supported") {
+			t.Errorf("%s: %v, want the sparse entry refused", name, err)
+		}
+	}
+}

@@ -135,7 +135,7 @@ func (f *Files) TreeExcept(root string, skip func(rel, path string) bool) ([]Tre
 				return err
 			}
 		default:
-			return fmt.Errorf("%s: %w (%s)", p, ErrUnsupportedType, fi.Mode().Type())
+			return fmt.Errorf("%s: %w (%s): only regular files, directories and symlinks are copied from the host; make device nodes, FIFOs and sockets in the image with a run hook", p, ErrUnsupportedType, fi.Mode().Type())
 		}
 		entries = append(entries, e)
 		return nil

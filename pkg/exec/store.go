@@ -22,8 +22,11 @@ const DefaultStoreDir = "/var/cache/imgplan"
 // storeVersion names the on-disk layout; a new layout gets a new directory.
 const storeVersion = "v1"
 
-// ObjectFormat versions an object's meta.json.
-const ObjectFormat = "imgplan.object.v1"
+// ObjectFormat versions an object's meta.json and what it records (v2:
+// content digests are imgplan.content.v2). An object of another format is
+// stale: Get reports it not found, and the next build of its key replaces
+// it.
+const ObjectFormat = "imgplan.object.v2"
 
 // ErrNotFound reports a key the store does not hold.
 var ErrNotFound = errors.New("not in the store")
@@ -106,7 +109,7 @@ func (s *Store) objectDir(key digest.Digest) string {
 
 // Has reports whether key is committed.
 func (s *Store) Has(key digest.Digest) bool {
-	_, err := os.Stat(filepath.Join(s.objectDir(key), "meta.json"))
+	_, err := s.Get(key)
 	return err == nil
 }
 
@@ -124,8 +127,11 @@ func (s *Store) Get(key digest.Digest) (*Object, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("object %s: bad meta.json: %w", key.Short(), err)
 	}
-	if m.Format != ObjectFormat || m.Key != key {
-		return nil, fmt.Errorf("object %s: meta.json is for %s (%s)", key.Short(), m.Key.Short(), m.Format)
+	if m.Format != ObjectFormat {
+		return nil, fmt.Errorf("object %s: %w: format %q, this imgplan writes %q", key.Short(), ErrNotFound, m.Format, ObjectFormat)
+	}
+	if m.Key != key {
+		return nil, fmt.Errorf("object %s: meta.json is for %s", key.Short(), m.Key.Short())
 	}
 	return &Object{Meta: m, dir: dir}, nil
 }
@@ -230,7 +236,18 @@ func (sc *Scratch) Commit(m Meta) (*Object, error) {
 	// The rename is the commit point: before it the object does not exist,
 	// after it it is complete.
 	final := sc.store.objectDir(sc.key)
-	if err := os.Rename(obj, final); err != nil {
+	err = os.Rename(obj, final)
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
+		// An object of an older format is replaced (the caller holds the
+		// key's lock): moved aside first, so the rename stays the commit.
+		if _, gerr := sc.store.Get(sc.key); errors.Is(gerr, ErrNotFound) {
+			stale := filepath.Join(sc.dir, "stale")
+			if os.Rename(final, stale) == nil {
+				err = os.Rename(obj, final)
+			}
+		}
+	}
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
 			sc.Discard() // someone committed it first; theirs is as good
 			return sc.store.Get(sc.key)

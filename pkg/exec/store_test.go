@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,6 +67,53 @@ func TestCommitAndGet(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(left) != 0 {
 		t.Errorf("scratch areas left after commit: %v", left)
+	}
+}
+
+// TestStaleFormatReplaced: an object written by an imgplan with another
+// object format is not found, and the next commit of its key replaces it.
+func TestStaleFormatReplaced(t *testing.T) {
+	s := newStore(t)
+	key := digest.FromString("stale")
+	commit := func(content string) {
+		t.Helper()
+		sc, err := s.NewScratch(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sc.Data(), "f"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sc.Commit(Meta{Kind: "files", Code: "files/1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("old")
+	meta := filepath.Join(s.objectDir(key), "meta.json")
+	b, err := os.ReadFile(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte(strings.Replace(string(b), ObjectFormat, "imgplan.object.v1", 1))
+	if err := os.WriteFile(meta, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(key) {
+		t.Error("Has: an object of an older format counts as present")
+	}
+	if _, err := s.Get(key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of an older format: %v, want not found", err)
+	}
+	commit("new")
+	obj, err := s.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(obj.Data(), "f")); string(b) != "new" {
+		t.Errorf("payload after the replacing commit: %q", b)
+	}
+	if left, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(left) != 0 {
+		t.Errorf("left in tmp: %v", left)
 	}
 }
 

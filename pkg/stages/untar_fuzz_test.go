@@ -66,6 +66,9 @@ func FuzzUntar(f *testing.F) {
 	f.Add(seed(&tar.Header{Name: "sparse", Typeflag: tar.TypeReg, Mode: 0o644, Size: 0,
 		PAXRecords: map[string]string{"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "s", "GNU.sparse.realsize": "1099511627776"}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if last := os.Getenv("IMGPLAN_FUZZ_LAST"); last != "" {
+			os.WriteFile(last, data, 0o644) // the input being tried, for a hang
+		}
 		base := t.TempDir()
 		sentinel := filepath.Join(base, "sentinel")
 		if err := os.Mkdir(sentinel, 0o755); err != nil {

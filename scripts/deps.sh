@@ -12,6 +12,8 @@ e2fsprogs
 xz-utils
 zstd
 squashfs-tools
+qemu-system-x86
+qemu-utils
 cpio
 mmdebstrap
 debootstrap

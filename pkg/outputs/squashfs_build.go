@@ -20,8 +20,13 @@ func buildSquashfs(ctx context.Context, env stages.Env, raw json.RawMessage) err
 	if err := stages.DecodeParams(raw, &p); err != nil {
 		return err
 	}
+	return mksquashfs(ctx, env, ArtifactPath(env), p)
+}
+
+// mksquashfs writes the tree as a squashfs image at dst.
+func mksquashfs(ctx context.Context, env stages.Env, dst string, p SquashfsParams) error {
 	argv := []string{
-		"mksquashfs", env.Root().Dir(), ArtifactPath(env),
+		"mksquashfs", env.Root().Dir(), dst,
 		"-noappend", "-no-progress", "-quiet", "-reproducible",
 		"-comp", p.Compression, "-b", strconv.FormatInt(p.BlockSize, 10),
 	}

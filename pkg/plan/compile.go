@@ -44,7 +44,7 @@ func WithNote(note string) Option { return func(o *options) { o.notes = append(o
 
 // Compile turns a loaded, valid manifest into a plan. The rootfs stages
 // form a chain in manifest.Stages order, each followed by the hooks of its
-// phase; then finalize and tree; then one node per output (disk outputs
+// phase; then initramfs (for pxe outputs), finalize and tree; then one node per output (disk outputs
 // share a disk node). A section the manifest leaves empty makes no node.
 // Problems found while reading local inputs (a tree holding a device node,
 // a file that vanished) are returned as manifest problems with positions.
@@ -90,7 +90,7 @@ func Compile(m *manifest.Manifest, opts ...Option) (*Plan, error) {
 		d, err = stages.DescribeRun(m, c, phase)
 		chain("run:"+phase, stages.Run.Name, stages.Run.Code(), d, err)
 	}
-	for _, k := range []*stages.Kind{stages.Finalize, stages.Tree} {
+	for _, k := range []*stages.Kind{stages.Initramfs, stages.Finalize, stages.Tree} {
 		d, err := k.Describe(m, c)
 		chain(k.Name, k.Name, k.Code(), d, err)
 	}

@@ -12,7 +12,7 @@ import (
 // stage and output names; every name must have a kind, and every kind a
 // name (or be one of the kinds the planner adds itself).
 func TestEveryNameHasAKind(t *testing.T) {
-	known := map[string]bool{stages.KindRun: true, stages.KindFinalize: true, stages.KindTree: true}
+	known := map[string]bool{stages.KindRun: true, stages.KindInitramfs: true, stages.KindFinalize: true, stages.KindTree: true}
 	for _, name := range manifest.Stages {
 		if _, ok := stages.Lookup(name); !ok {
 			t.Errorf("stage %q has no kind in pkg/stages", name)

@@ -31,3 +31,20 @@ func TestEditFstab(t *testing.T) {
 		t.Errorf("all removed: %q", got)
 	}
 }
+
+func TestVersionLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		less bool
+	}{
+		{"6.1.0-9-amd64", "6.1.0-10-amd64", true},
+		{"6.1.0-10-amd64", "6.1.0-9-amd64", false},
+		{"5.10.0-28-amd64", "6.1.0-1-amd64", true},
+		{"6.1.0-18-cloud-amd64", "6.1.0-18-cloud-amd64", false},
+		{"2.6.32-279.el6.x86_64", "2.6.32-358.el6.x86_64", true},
+	} {
+		if got := versionLess(c.a, c.b); got != c.less {
+			t.Errorf("versionLess(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}

@@ -132,12 +132,13 @@ func Names() []string {
 	return out
 }
 
-// Kinds that are not manifest sections: hooks, and the two stages every
-// plan ends its rootfs part with.
+// Kinds that are not manifest sections: hooks, the initramfs stage pxe
+// outputs need, and the two stages every plan ends its rootfs part with.
 const (
-	KindRun      = "run"
-	KindFinalize = "finalize"
-	KindTree     = "tree"
+	KindRun       = "run"
+	KindInitramfs = "initramfs"
+	KindFinalize  = "finalize"
+	KindTree      = "tree"
 )
 
 func problem(pos manifest.Position, format string, args ...any) error {

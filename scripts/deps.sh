@@ -17,6 +17,7 @@ mmdebstrap
 debootstrap
 debian-archive-keyring
 busybox-static
+docker-registry
 "
 
 missing=""

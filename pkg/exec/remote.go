@@ -45,10 +45,6 @@ var ErrRemoteMiss = errors.New("not in the remote cache")
 // ErrCorrupt reports a pulled object that does not match its digests.
 var ErrCorrupt = errors.New("corrupt")
 
-// keepTimes is the clamp passed to the tar writer: no payload time is
-// later, so every time is kept as it is.
-const keepTimes = 253402300799 // 9999-12-31T23:59:59Z
-
 // Remote is a cache of objects in an OCI repository, each object an
 // artifact tagged with its key's hex digits. The same code serves a
 // registry (--cache-from, --cache-to) and an OCI image layout directory
@@ -169,7 +165,7 @@ func (r *Remote) Push(ctx context.Context, s *Store, obj *Object) (pushed bool, 
 		return false, err
 	}
 	bw := bufio.NewWriterSize(zw, 1<<20)
-	if err := outputs.WriteTar(bw, obj.Data(), keepTimes); err != nil {
+	if err := outputs.WriteLayerTar(bw, obj.Data()); err != nil {
 		return false, err
 	}
 	if err := bw.Flush(); err != nil {

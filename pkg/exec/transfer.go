@@ -70,7 +70,7 @@ func (s *Store) Export(ctx context.Context, dest string, asFile bool, keys []dig
 		return n, err
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	err = outputs.WriteTar(bw, dir, keepTimes)
+	err = outputs.WriteLayerTar(bw, dir)
 	if err == nil {
 		err = bw.Flush()
 	}

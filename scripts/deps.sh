@@ -18,6 +18,8 @@ debootstrap
 debian-archive-keyring
 busybox-static
 docker-registry
+curl
+bc
 "
 
 missing=""

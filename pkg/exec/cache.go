@@ -20,11 +20,13 @@ import (
 
 // Cache management: listing, leases, collection and verification.
 //
-// Every object has a lock file (locks/<hex>). A build holds it exclusively
-// while it makes the object; an apply that reads the object holds it
-// shared (a lease) until the apply ends. Collection and verification take
-// it exclusively without waiting, so they never touch an object that is
-// being built or read: a busy object is skipped.
+// Every key has two lock files. locks/<hex> is the build lock: a build
+// holds it exclusively while it makes the object. locks/<hex>.lease is
+// the lease: an apply that reads the object holds it shared until the
+// apply ends (a build takes it on what it committed before it lets go of
+// the build lock). Collection and verification take both exclusively
+// without waiting, so they never touch an object that is being built or
+// read: a busy object is skipped.
 
 // Entry is one object as `cache ls` shows it.
 type Entry struct {
@@ -93,14 +95,25 @@ func (s *Store) users() map[digest.Digest][]string {
 }
 
 // Lease is a shared hold on an object: while it is held no collection or
-// verification removes the object.
-type Lease struct{ f *os.File }
+// verification removes the object. It is a shared flock on
+// locks/<hex>.lease, a file apart from the build lock so that a build can
+// take the lease on what it committed before it lets go of the build
+// lock: at no moment is the object unheld.
+type Lease struct {
+	lease *os.File
+	build *os.File // the build lock, while the caller builds
+}
 
-// Release ends the lease.
+// Release ends the lease (and the build lock if still held).
 func (l *Lease) Release() {
-	if l != nil && l.f != nil {
-		l.f.Close()
-		l.f = nil
+	if l == nil {
+		return
+	}
+	for _, f := range []**os.File{&l.lease, &l.build} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 }
 
@@ -108,33 +121,41 @@ func (s *Store) lockFile(key digest.Digest) (*os.File, error) {
 	return os.OpenFile(filepath.Join(s.root, "locks", key.Hex()), os.O_CREATE|os.O_RDWR, 0o600)
 }
 
+func (s *Store) leaseFile(key digest.Digest) (*os.File, error) {
+	return os.OpenFile(filepath.Join(s.root, "locks", key.Hex()+".lease"), os.O_CREATE|os.O_RDWR, 0o600)
+}
+
 // acquire returns key's object under a lease, or, when the store does not
-// hold it, the key's exclusive build lock (obj nil): the caller builds or
-// pulls the object and commits it, then calls lease.downgrade. waiting is
-// called once if another build holds the key.
+// hold it, a Lease holding the key's exclusive build lock (obj nil): the
+// caller builds or pulls the object, commits it, then calls
+// Lease.downgrade. waiting is called once if another build holds the key.
 func (s *Store) acquire(ctx context.Context, key digest.Digest, waiting func()) (*Object, *Lease, error) {
-	f, err := s.lockFile(key)
+	lf, err := s.leaseFile(key)
 	if err != nil {
+		return nil, nil, err
+	}
+	bf, err := s.lockFile(key)
+	if err != nil {
+		lf.Close()
 		return nil, nil, err
 	}
 	told := false
 	for {
 		if s.Has(key) {
-			if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil {
+			if unix.Flock(int(lf.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil {
 				if obj, err := s.Get(key); err == nil {
-					return obj, &Lease{f}, nil
+					bf.Close()
+					return obj, &Lease{lease: lf}, nil
 				}
-				unix.Flock(int(f.Fd()), unix.LOCK_UN) // removed meanwhile
+				unix.Flock(int(lf.Fd()), unix.LOCK_UN) // removed meanwhile
 			}
-		} else if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			if obj, err := s.Get(key); err == nil { // committed meanwhile
-				if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
-					f.Close()
-					return nil, nil, err
-				}
-				return obj, &Lease{f}, nil
+			// else: being collected or verified right now; look again.
+		} else if unix.Flock(int(bf.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if !s.Has(key) {
+				return nil, &Lease{lease: lf, build: bf}, nil
 			}
-			return nil, &Lease{f}, nil
+			unix.Flock(int(bf.Fd()), unix.LOCK_UN) // committed meanwhile
+			continue
 		}
 		if !told && waiting != nil {
 			waiting()
@@ -142,36 +163,61 @@ func (s *Store) acquire(ctx context.Context, key digest.Digest, waiting func()) 
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
+			lf.Close()
+			bf.Close()
 			return nil, nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// downgrade turns the exclusive build lock into a lease once the object
-// is committed.
+// downgrade takes the lease on the object just committed, then lets go of
+// the build lock.
 func (l *Lease) downgrade() error {
-	return unix.Flock(int(l.f.Fd()), unix.LOCK_SH)
+	if err := unix.Flock(int(l.lease.Fd()), unix.LOCK_SH); err != nil {
+		return err
+	}
+	if l.build != nil {
+		l.build.Close()
+		l.build = nil
+	}
+	return nil
 }
 
 // ErrBusy reports an object a build or an apply holds.
 var ErrBusy = errors.New("in use")
 
-// tryExclusive takes key's lock exclusively without waiting.
-func (s *Store) tryExclusive(key digest.Digest) (*os.File, error) {
-	f, err := s.lockFile(key)
+// held is an object's build lock and lease lock, both exclusive.
+type held struct{ build, lease *os.File }
+
+func (h held) Close() {
+	h.build.Close()
+	h.lease.Close()
+}
+
+// tryExclusive takes key's build lock and lease lock exclusively, without
+// waiting: it fails with ErrBusy while a build or any reader holds it.
+func (s *Store) tryExclusive(key digest.Digest) (held, error) {
+	bf, err := s.lockFile(key)
 	if err != nil {
-		return nil, err
+		return held{}, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: %w", key.Short(), ErrBusy)
+	lf, err := s.leaseFile(key)
+	if err != nil {
+		bf.Close()
+		return held{}, err
+	}
+	h := held{bf, lf}
+	for _, f := range []*os.File{bf, lf} {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			h.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return held{}, fmt.Errorf("%s: %w", key.Short(), ErrBusy)
+			}
+			return held{}, err
 		}
-		return nil, err
 	}
-	return f, nil
+	return h, nil
 }
 
 // removeLocked moves an object out of objects/ (the commit point of its

@@ -40,7 +40,9 @@ var ErrNotFound = errors.New("not in the store")
 //	objects/<hex>/data/       the payload: a layer, or an output's files
 //	objects/<hex>/used        its mtime is the last use
 //	tmp/<hex>.<n>/            scratch areas of builds in progress
-//	locks/<hex>               per-key flock files
+//	locks/<hex>               per-key build locks (flock)
+//	locks/<hex>.lease         per-key leases: shared while an apply reads it
+//	quarantine/<hex>.<n>/     objects cache verify found altered
 //	downloads/                package download caches shared by builds
 //	records/<name>/<id>.json  the last build of each node of each manifest
 type Store struct {

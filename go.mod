@@ -11,6 +11,7 @@ require (
 	github.com/spf13/cobra v1.10.2
 	github.com/ulikunitz/xz v0.5.15
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/crypto v0.49.0
 	golang.org/x/sys v0.49.0
 	google.golang.org/protobuf v1.35.1
 	lukechampine.com/blake3 v1.4.1

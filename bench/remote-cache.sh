@@ -16,7 +16,10 @@ repo=$(dirname "$here")
 work=$(mktemp -d /var/tmp/imgplan-bench-remote.XXXXXX)
 regpid=""
 cleanup() {
-	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null && wait "$regpid" 2>/dev/null
+	if [ -n "$regpid" ]; then
+		kill "$regpid" 2>/dev/null || true
+		wait "$regpid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -193,15 +193,18 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Rep
 		}
 	}
 	if e.cacheTo != nil {
-		for _, n := range p.Nodes {
+		for i, n := range p.Nodes {
 			pushed, err := e.cacheTo.Push(ctx, e.store, w.objs[n.ID])
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, err
 				}
-				e.log.Warn("remote cache", "error", err)
-				rep.Warnings = append(rep.Warnings, err.Error())
-				continue
+				// What fails one push (credentials, the network, a full
+				// registry) fails the next: say it once.
+				msg := fmt.Sprintf("%v; %d objects not pushed", err, len(p.Nodes)-i)
+				e.log.Warn("remote cache", "error", msg)
+				rep.Warnings = append(rep.Warnings, msg)
+				break
 			}
 			if pushed {
 				rep.Pushed++
@@ -235,6 +238,7 @@ type walk struct {
 	snap string
 
 	mu       sync.Mutex
+	failed   map[*Remote]bool // remotes given up on after an error
 	objs     map[string]*Object
 	done     map[string]chan struct{}
 	reports  map[string]NodeReport
@@ -345,6 +349,12 @@ func (w *walk) node(ctx context.Context, n *plan.Node) error {
 // a warning and n is built here.
 func (w *walk) pull(ctx context.Context, n *plan.Node) *Object {
 	for _, r := range w.e.cacheFrom {
+		w.mu.Lock()
+		skip := w.failed[r]
+		w.mu.Unlock()
+		if skip {
+			continue
+		}
 		obj, err := r.Pull(ctx, w.e.store, n.Key)
 		if err == nil {
 			return obj
@@ -353,10 +363,23 @@ func (w *walk) pull(ctx context.Context, n *plan.Node) *Object {
 			continue
 		}
 		msg := fmt.Sprintf("%s: %v; building it here", n.ID, err)
-		w.e.log.Warn("remote cache", "node", n.ID, "error", err)
 		w.mu.Lock()
+		// A corrupt object concerns that object; any other error
+		// (credentials, the network) would repeat for every node.
+		if !errors.Is(err, ErrCorrupt) {
+			if w.failed[r] {
+				w.mu.Unlock()
+				continue
+			}
+			if w.failed == nil {
+				w.failed = map[*Remote]bool{}
+			}
+			w.failed[r] = true
+			msg += fmt.Sprintf("; %s not asked again in this apply", r.Name())
+		}
 		w.warnings = append(w.warnings, msg)
 		w.mu.Unlock()
+		w.e.log.Warn("remote cache", "node", n.ID, "error", msg)
 	}
 	return nil
 }

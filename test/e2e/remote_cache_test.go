@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	iexec "github.com/imgplan/imgplan/pkg/exec"
 )
 
@@ -19,11 +22,14 @@ const registryBin = "/usr/bin/docker-registry"
 
 // startRegistry runs Debian's docker-registry (distribution v2) on a free
 // loopback port with its storage in a temporary directory, and returns
-// its address and storage directory.
-func startRegistry(t *testing.T) (addr, storage string) {
+// its address and storage directory. extra is added to its configuration.
+func startRegistry(t *testing.T, extra string) (addr, storage string) {
 	t.Helper()
 	if _, err := os.Stat(registryBin); err != nil {
-		t.Skipf("needs %s (Debian package docker-registry; scripts/deps.sh installs it)", registryBin)
+		if testing.Short() {
+			t.Skipf("needs %s (Debian package docker-registry; scripts/deps.sh installs it)", registryBin)
+		}
+		t.Fatalf("needs %s: install the Debian package docker-registry (scripts/deps.sh)", registryBin)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,7 +47,7 @@ storage:
   delete: {enabled: true}
 http:
   addr: %s
-`, storage, addr))
+%s`, storage, addr, extra))
 	cmd := exec.Command(registryBin, "serve", config)
 	logf, err := os.Create(filepath.Join(dir, "registry.log"))
 	if err != nil {
@@ -60,7 +66,7 @@ http:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return addr, storage
 			}
 		}
@@ -138,7 +144,7 @@ func assertSameOutputs(t *testing.T, r *iexec.Report, a, b string) {
 // corrupted layer blob in the registry is detected on pull and its stage
 // is built locally with a warning.
 func TestRemoteCacheThroughRegistry(t *testing.T) {
-	addr, storage := startRegistry(t)
+	addr, storage := startRegistry(t, "")
 	ref := "http://" + addr + "/imgplan/cache"
 	dir := tinyVariants(t)
 	hostA, hostB, scratch := t.TempDir(), t.TempDir(), t.TempDir()
@@ -304,5 +310,48 @@ func TestCacheVerifyExportImport(t *testing.T) {
 	ls := imgplanStore(t, other, "cache", "ls", "--cache-dir", other)
 	if ls.code != 0 || !strings.Contains(ls.out, "e2e-remote-v1") || !strings.Contains(ls.out, files.Key.Short()) {
 		t.Errorf("cache ls: exit %d\n%s%s", ls.code, ls.out, ls.err)
+	}
+}
+
+// TestRemoteCacheAuth: a registry that wants a password. Without
+// credentials the push fails with a warning and the build still
+// succeeds; with them in a docker config file (DOCKER_CONFIG), host A
+// pushes and host B pulls.
+func TestRemoteCacheAuth(t *testing.T) {
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "htpasswd"), "builder:"+string(hash)+"\n")
+	addr, _ := startRegistry(t, fmt.Sprintf("auth:\n  htpasswd: {realm: imgplan, path: %s}\n", filepath.Join(dir, "htpasswd")))
+	ref := "http://" + addr + "/team/cache"
+	m := filepath.Join(tinyVariants(t), "v1.yaml")
+
+	t.Setenv("DOCKER_CONFIG", filepath.Join(dir, "nobody"))
+	a := applyIn(t, t.TempDir(), m, t.TempDir(), "--cache-to", ref)
+	if a.report.Pushed != 0 || len(a.report.Warnings) != 1 || !strings.Contains(a.report.Warnings[0], "credential") {
+		t.Fatalf("without credentials: pushed %d, warnings %q", a.report.Pushed, a.report.Warnings)
+	}
+
+	conf := filepath.Join(dir, "docker")
+	write(t, filepath.Join(conf, "config.json"), fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`,
+		addr, base64.StdEncoding.EncodeToString([]byte("builder:s3cret"))))
+	t.Setenv("DOCKER_CONFIG", conf)
+	a = applyIn(t, t.TempDir(), m, t.TempDir(), "--cache-to", ref)
+	if a.report.Pushed != len(a.report.Nodes) || len(a.report.Warnings) > 0 {
+		t.Fatalf("with credentials: pushed %d of %d, warnings %q", a.report.Pushed, len(a.report.Nodes), a.report.Warnings)
+	}
+	b := applyIn(t, t.TempDir(), m, t.TempDir(), "--cache-from", ref)
+	if b.report.Pulled != len(b.report.Nodes) {
+		t.Errorf("with credentials: host B pulled %d of %d", b.report.Pulled, len(b.report.Nodes))
+	}
+
+	// Without them, a pull fails once, with one warning, and everything
+	// is built.
+	t.Setenv("DOCKER_CONFIG", filepath.Join(dir, "nobody"))
+	c := applyIn(t, t.TempDir(), m, t.TempDir(), "--cache-from", ref)
+	if c.report.Built != len(c.report.Nodes) || len(c.report.Warnings) != 1 {
+		t.Errorf("pull without credentials: built %d of %d, warnings %q", c.report.Built, len(c.report.Nodes), c.report.Warnings)
 	}
 }

@@ -355,3 +355,31 @@ func TestRemoteCacheAuth(t *testing.T) {
 		t.Errorf("pull without credentials: built %d of %d, warnings %q", c.report.Built, len(c.report.Nodes), c.report.Warnings)
 	}
 }
+
+// TestRemoteCacheDebian: the Debian base (bootstrap, packages: hardlinks,
+// whiteouts, opaque directories, capabilities) pushed from the shared
+// store and pulled into an empty one gives a variant whose tar is
+// identical, byte for byte, to the same variant built on the store where
+// the base was built.
+func TestRemoteCacheDebian(t *testing.T) {
+	addr, _ := startRegistry(t, "")
+	ref := "http://" + addr + "/imgplan/debian"
+	dir := variants(t, "", "ra", "rb")
+	a := apply(t, filepath.Join(dir, "ra.yaml"), t.TempDir(), "--cache-to", ref)
+	if a.Pushed != len(a.Nodes) {
+		t.Fatalf("host A pushed %d of %d; warnings %q", a.Pushed, len(a.Nodes), a.Warnings)
+	}
+	outB := t.TempDir()
+	b := applyIn(t, t.TempDir(), filepath.Join(dir, "rb.yaml"), outB, "--cache-from", ref)
+	for _, id := range []string{"bootstrap", "packages"} {
+		if nr := b.report.Node(id); nr == nil || nr.Status != "pulled" {
+			t.Errorf("host B: %s not pulled: %+v", id, nr)
+		}
+	}
+	if len(b.report.Warnings) > 0 {
+		t.Errorf("host B: warnings %q", b.report.Warnings)
+	}
+	outLocal := t.TempDir()
+	local := apply(t, filepath.Join(dir, "rb.yaml"), outLocal)
+	assertSameOutputs(t, local, outB, outLocal)
+}

@@ -48,6 +48,10 @@ func newApplyCmd() *cobra.Command {
 			default:
 				return usageError{fmt.Errorf("unknown --log-format %q (text, json)", logFormat)}
 			}
+			remotes, err := rf.options() // usage errors before any work
+			if err != nil {
+				return err
+			}
 			pl, err := compileWithStore(ctx, &lf, &sf, args[0], true)
 			if err != nil {
 				return err
@@ -62,10 +66,6 @@ func newApplyCmd() *cobra.Command {
 				exec.WithLogger(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))}
 			if verbose {
 				opts = append(opts, exec.WithBuildLog(cmd.ErrOrStderr()))
-			}
-			remotes, err := rf.options()
-			if err != nil {
-				return err
 			}
 			opts = append(opts, remotes...)
 			rep, err := exec.New(pl.store, opts...).Apply(ctx, p, outDir)

@@ -171,7 +171,11 @@ func (t *textProgress) Event(e exec.Event) {
 		fmt.Fprintf(t.w, "  %-7s %-24s %s  another build holds it\n", "wait", n.ID, n.Key.Short())
 	case "cached":
 		fmt.Fprintf(t.w, "  %-7s %-24s %s\n", "cached", n.ID, n.Key.Short())
+	case "pulling":
+		t.running[n.ID] = time.Now()
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  from the remote cache\n", "pull", n.ID, n.Key.Short())
 	case "pulled":
+		delete(t.running, n.ID)
 		fmt.Fprintf(t.w, "  %-7s %-24s %s  %6.1fs  %9s\n", "pulled", n.ID, n.Key.Short(), e.Elapsed.Seconds(), humanBytes(e.Size))
 	case "pushed":
 		fmt.Fprintf(t.w, "  %-7s %-24s %s\n", "pushed", n.ID, n.Key.Short())

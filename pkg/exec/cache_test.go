@@ -209,12 +209,12 @@ func TestRemoteRoundTrip(t *testing.T) {
 	if pushed, err := layout.Push(ctx, a, obj); err != nil || pushed {
 		t.Fatalf("second push: %v %v, want nothing pushed", pushed, err)
 	}
-	got, err := layout.Pull(ctx, b, key)
+	got, err := layout.Pull(ctx, b, key, nil)
 	must(t, err)
 	if got.Meta.Content != obj.Meta.Content {
 		t.Errorf("pulled content %s, pushed %s", got.Meta.Content.Short(), obj.Meta.Content.Short())
 	}
-	if _, err := layout.Pull(ctx, b, digest.FromString("absent")); !errors.Is(err, ErrRemoteMiss) {
+	if _, err := layout.Pull(ctx, b, digest.FromString("absent"), nil); !errors.Is(err, ErrRemoteMiss) {
 		t.Errorf("pull of an absent key: %v", err)
 	}
 
@@ -228,7 +228,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 	if _, err := layout.Push(ctx, a, badObj); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := layout.Pull(ctx, b, bad); !errors.Is(err, ErrCorrupt) {
+	if _, err := layout.Pull(ctx, b, bad, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("pull of an object that does not match its content digest: %v", err)
 	}
 	if b.Has(bad) {

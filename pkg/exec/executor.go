@@ -30,7 +30,7 @@ const (
 // Event reports progress of one node.
 type Event struct {
 	Node    *plan.Node
-	Status  string // waiting, building, cached, built, failed
+	Status  string // waiting, pulling, building, cached, pulled, built, failed, pushed
 	Elapsed time.Duration
 	Size    int64
 	Err     error
@@ -355,7 +355,7 @@ func (w *walk) pull(ctx context.Context, n *plan.Node) *Object {
 		if skip {
 			continue
 		}
-		obj, err := r.Pull(ctx, w.e.store, n.Key)
+		obj, err := r.Pull(ctx, w.e.store, n.Key, func() { w.e.progress.Event(Event{Node: n, Status: "pulling"}) })
 		if err == nil {
 			return obj
 		}

@@ -241,14 +241,18 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // against its digest as it is read, and the unpacked payload against the
 // content digest recorded when it was built; on any mismatch nothing is
 // committed and the error wraps ErrCorrupt. The caller holds key's build
-// lock. A key the repository lacks is ErrRemoteMiss.
-func (r *Remote) Pull(ctx context.Context, s *Store, key digest.Digest) (obj *Object, err error) {
+// lock. A key the repository lacks is ErrRemoteMiss. found, if not nil,
+// is called when the repository turns out to hold key, before the download.
+func (r *Remote) Pull(ctx context.Context, s *Store, key digest.Digest, found func()) (obj *Object, err error) {
 	desc, err := r.target.Resolve(ctx, tagOf(key))
 	if errors.Is(err, errdef.ErrNotFound) {
 		return nil, ErrRemoteMiss
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pull %s from %s: %w", key.Short(), r.name, err)
+	}
+	if found != nil {
+		found()
 	}
 	defer func() {
 		if err != nil {

@@ -111,7 +111,7 @@ func (s *Store) Import(ctx context.Context, src string) (int, error) {
 			return n, err
 		}
 		if obj == nil {
-			_, err = r.Pull(ctx, s, key)
+			_, err = r.Pull(ctx, s, key, nil)
 			if err == nil {
 				n++
 			}

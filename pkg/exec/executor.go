@@ -192,6 +192,14 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Rep
 			rep.Cached++
 		}
 	}
+	if err := e.store.SaveRecords(p); err != nil {
+		return nil, err
+	}
+	if rep.Outputs, err = deliver(p, w.objs, outDir); err != nil {
+		return nil, err
+	}
+	// Pushed once the outputs are in place: a slow or failing registry
+	// delays nothing the user waits for but the report.
 	if e.cacheTo != nil {
 		for i, n := range p.Nodes {
 			pushed, err := e.cacheTo.Push(ctx, e.store, w.objs[n.ID])
@@ -211,12 +219,6 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Rep
 				e.progress.Event(Event{Node: n, Status: "pushed"})
 			}
 		}
-	}
-	if err := e.store.SaveRecords(p); err != nil {
-		return nil, err
-	}
-	if rep.Outputs, err = deliver(p, w.objs, outDir); err != nil {
-		return nil, err
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	b, err := json.MarshalIndent(rep, "", "  ")

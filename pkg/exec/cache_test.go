@@ -214,6 +214,11 @@ func TestRemoteRoundTrip(t *testing.T) {
 	if got.Meta.Content != obj.Meta.Content {
 		t.Errorf("pulled content %s, pushed %s", got.Meta.Content.Short(), obj.Meta.Content.Short())
 	}
+	var st unix.Stat_t
+	must(t, unix.Stat(filepath.Join(got.Data(), "sparse"), &st))
+	if st.Blocks*512 > 1<<20 {
+		t.Errorf("the pulled 8 MiB file with 3 bytes of data takes %d bytes on disk", st.Blocks*512)
+	}
 	if _, err := layout.Pull(ctx, b, digest.FromString("absent"), nil); !errors.Is(err, ErrRemoteMiss) {
 		t.Errorf("pull of an absent key: %v", err)
 	}

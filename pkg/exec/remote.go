@@ -289,6 +289,9 @@ func (r *Remote) Pull(ctx context.Context, s *Store, key digest.Digest, found fu
 	if err := unpackLayer(ctx, r.target, man.Layers[0], sc.Data()); err != nil {
 		return nil, err
 	}
+	if err := punchZeros(sc.Data()); err != nil {
+		return nil, err
+	}
 	return sc.Commit(meta)
 }
 

@@ -19,6 +19,9 @@ mmdebstrap
 debootstrap
 debian-archive-keyring
 busybox-static
+docker-registry
+curl
+bc
 "
 
 missing=""
@@ -35,3 +38,14 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # shellcheck disable=SC2086 # word splitting of the list is intended
 $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# docker-registry is only a binary the tests start on loopback: the
+# system service its package starts (listening on every interface) is
+# not wanted.
+case "$missing" in *docker-registry*)
+	if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+		$sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+	elif [ -x /etc/init.d/docker-registry ]; then
+		$sudo /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+		$sudo update-rc.d docker-registry disable >/dev/null 2>&1 || true
+	fi
+esac

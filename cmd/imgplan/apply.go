@@ -19,6 +19,7 @@ import (
 func newApplyCmd() *cobra.Command {
 	var lf loadFlags
 	var sf storeFlags
+	var rf remoteFlags
 	var outDir, snapshotter, logFormat string
 	var jobs int
 	var verbose bool
@@ -47,6 +48,10 @@ func newApplyCmd() *cobra.Command {
 			default:
 				return usageError{fmt.Errorf("unknown --log-format %q (text, json)", logFormat)}
 			}
+			remotes, err := rf.options() // usage errors before any work
+			if err != nil {
+				return err
+			}
 			pl, err := compileWithStore(ctx, &lf, &sf, args[0], true)
 			if err != nil {
 				return err
@@ -62,11 +67,15 @@ func newApplyCmd() *cobra.Command {
 			if verbose {
 				opts = append(opts, exec.WithBuildLog(cmd.ErrOrStderr()))
 			}
+			opts = append(opts, remotes...)
 			rep, err := exec.New(pl.store, opts...).Apply(ctx, p, outDir)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: built %d, cached %d in %.1fs; outputs in %s\n", p.Name, rep.Built, rep.Cached, rep.Seconds, outDir)
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: built %d, cached %d, pulled %d in %.1fs; outputs in %s\n", p.Name, rep.Built, rep.Cached, rep.Pulled, rep.Seconds, outDir)
+			if rep.Pushed > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: pushed %d objects to %s\n", p.Name, rep.Pushed, rf.to)
+			}
 			for _, o := range rep.Outputs {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", filepath.Join(outDir, o.Path), humanBytes(o.Size))
 			}
@@ -75,6 +84,7 @@ func newApplyCmd() *cobra.Command {
 	}
 	lf.register(cmd)
 	sf.register(cmd)
+	rf.register(cmd)
 	cmd.Flags().StringVarP(&outDir, "out", "o", "", "output directory (default out/<name>)")
 	cmd.Flags().IntVarP(&jobs, "jobs", "j", 0, "nodes built at once (default: number of CPUs)")
 	cmd.Flags().StringVar(&snapshotter, "snapshotter", "", "overlay or copy (default: overlay where it works)")
@@ -161,6 +171,14 @@ func (t *textProgress) Event(e exec.Event) {
 		fmt.Fprintf(t.w, "  %-7s %-24s %s  another build holds it\n", "wait", n.ID, n.Key.Short())
 	case "cached":
 		fmt.Fprintf(t.w, "  %-7s %-24s %s\n", "cached", n.ID, n.Key.Short())
+	case "pulling":
+		t.running[n.ID] = time.Now()
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  from the remote cache\n", "pull", n.ID, n.Key.Short())
+	case "pulled":
+		delete(t.running, n.ID)
+		fmt.Fprintf(t.w, "  %-7s %-24s %s  %6.1fs  %9s\n", "pulled", n.ID, n.Key.Short(), e.Elapsed.Seconds(), humanBytes(e.Size))
+	case "pushed":
+		fmt.Fprintf(t.w, "  %-7s %-24s %s\n", "pushed", n.ID, n.Key.Short())
 	case "built":
 		delete(t.running, n.ID)
 		fmt.Fprintf(t.w, "  %-7s %-24s %s  %6.1fs  %9s\n", "built", n.ID, n.Key.Short(), e.Elapsed.Seconds(), humanBytes(e.Size))

@@ -30,7 +30,7 @@ const (
 // Event reports progress of one node.
 type Event struct {
 	Node    *plan.Node
-	Status  string // waiting, building, cached, built, failed
+	Status  string // waiting, pulling, building, cached, pulled, built, failed, pushed
 	Elapsed time.Duration
 	Size    int64
 	Err     error
@@ -59,6 +59,15 @@ func WithSnapshotter(name string) Option { return func(e *Executor) { e.snapshot
 // WithBuildLog tees every build's output to w as well as to its log file.
 func WithBuildLog(w io.Writer) Option { return func(e *Executor) { e.buildLog = w } }
 
+// WithCacheFrom names remote caches an apply looks a missing node up in,
+// in order, before building it.
+func WithCacheFrom(r ...*Remote) Option {
+	return func(e *Executor) { e.cacheFrom = append(e.cacheFrom, r...) }
+}
+
+// WithCacheTo names a remote cache every node of an apply is pushed to.
+func WithCacheTo(r *Remote) Option { return func(e *Executor) { e.cacheTo = r } }
+
 // Executor builds plans into a store.
 type Executor struct {
 	store       *Store
@@ -67,6 +76,8 @@ type Executor struct {
 	jobs        int
 	snapshotter string
 	buildLog    io.Writer
+	cacheFrom   []*Remote
+	cacheTo     *Remote
 }
 
 // New returns an executor over store.
@@ -90,16 +101,21 @@ const ReportFormat = "imgplan.report.v1"
 
 // Report says what an apply did.
 type Report struct {
-	Format      string         `json:"format"`
-	Name        string         `json:"name"`
-	Manifest    string         `json:"manifest"`
-	Snapshotter string         `json:"snapshotter"`
-	Started     time.Time      `json:"started"`
-	Seconds     float64        `json:"seconds"`
-	Built       int            `json:"built"`
-	Cached      int            `json:"cached"`
-	Nodes       []NodeReport   `json:"nodes"`
-	Outputs     []OutputReport `json:"outputs"`
+	Format      string    `json:"format"`
+	Name        string    `json:"name"`
+	Manifest    string    `json:"manifest"`
+	Snapshotter string    `json:"snapshotter"`
+	Started     time.Time `json:"started"`
+	Seconds     float64   `json:"seconds"`
+	Built       int       `json:"built"`
+	Cached      int       `json:"cached"`
+	Pulled      int       `json:"pulled,omitempty"` // from a remote cache
+	Pushed      int       `json:"pushed,omitempty"` // to the remote cache
+	// Warnings are problems that did not stop the build: a remote object
+	// that failed verification (and was built here instead), a failed push.
+	Warnings []string       `json:"warnings,omitempty"`
+	Nodes    []NodeReport   `json:"nodes"`
+	Outputs  []OutputReport `json:"outputs"`
 }
 
 // NodeReport is one node's part in an apply.
@@ -107,7 +123,7 @@ type NodeReport struct {
 	ID     string        `json:"id"`
 	Kind   string        `json:"kind"`
 	Key    digest.Digest `json:"key"`
-	Status string        `json:"status"` // cached or built
+	Status string        `json:"status"` // cached, pulled or built
 	// Seconds is the node's whole time: waiting for its lock, building,
 	// committing to the store. BuildSeconds is the build in its sandbox.
 	Seconds      float64 `json:"seconds"`
@@ -150,19 +166,29 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Rep
 		return nil, err
 	}
 	w := &walk{e: e, p: p, snap: snap, objs: map[string]*Object{}, done: map[string]chan struct{}{}, reports: map[string]NodeReport{}}
+	// The leases keep every object this apply uses from collection until
+	// the outputs are delivered.
+	defer func() {
+		for _, l := range w.leases {
+			l.Release()
+		}
+	}()
 	for _, n := range p.Nodes {
 		w.done[n.ID] = make(chan struct{})
 	}
 	if err := w.run(ctx); err != nil {
 		return nil, err
 	}
-	rep := &Report{Format: ReportFormat, Name: p.Name, Manifest: p.Manifest, Snapshotter: snap, Started: start}
+	rep := &Report{Format: ReportFormat, Name: p.Name, Manifest: p.Manifest, Snapshotter: snap, Started: start, Warnings: w.warnings}
 	for _, n := range p.Nodes {
 		nr := w.reports[n.ID]
 		rep.Nodes = append(rep.Nodes, nr)
-		if nr.Status == "built" {
+		switch nr.Status {
+		case "built":
 			rep.Built++
-		} else {
+		case "pulled":
+			rep.Pulled++
+		default:
 			rep.Cached++
 		}
 	}
@@ -171,6 +197,28 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan, outDir string) (*Rep
 	}
 	if rep.Outputs, err = deliver(p, w.objs, outDir); err != nil {
 		return nil, err
+	}
+	// Pushed once the outputs are in place: a slow or failing registry
+	// delays nothing the user waits for but the report.
+	if e.cacheTo != nil {
+		for i, n := range p.Nodes {
+			pushed, err := e.cacheTo.Push(ctx, e.store, w.objs[n.ID])
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				// What fails one push (credentials, the network, a full
+				// registry) fails the next: say it once.
+				msg := fmt.Sprintf("%v; %d objects not pushed", err, len(p.Nodes)-i)
+				e.log.Warn("remote cache", "error", msg)
+				rep.Warnings = append(rep.Warnings, msg)
+				break
+			}
+			if pushed {
+				rep.Pushed++
+				e.progress.Event(Event{Node: n, Status: "pushed"})
+			}
+		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	b, err := json.MarshalIndent(rep, "", "  ")
@@ -191,10 +239,13 @@ type walk struct {
 	p    *plan.Plan
 	snap string
 
-	mu      sync.Mutex
-	objs    map[string]*Object
-	done    map[string]chan struct{}
-	reports map[string]NodeReport
+	mu       sync.Mutex
+	failed   map[*Remote]bool // remotes given up on after an error
+	objs     map[string]*Object
+	done     map[string]chan struct{}
+	reports  map[string]NodeReport
+	leases   []*Lease
+	warnings []string
 }
 
 func (w *walk) run(ctx context.Context) error {
@@ -253,7 +304,7 @@ func (w *walk) node(ctx context.Context, n *plan.Node) error {
 		w.mu.Lock()
 		w.objs[n.ID] = obj
 		nr := NodeReport{ID: n.ID, Kind: n.Kind, Key: n.Key, Status: status, Seconds: elapsed.Seconds(), Size: obj.Meta.Size}
-		if status == "built" {
+		if status != "cached" {
 			nr.BuildSeconds = obj.Meta.BuildSeconds
 		}
 		w.reports[n.ID] = nr
@@ -261,28 +312,77 @@ func (w *walk) node(ctx context.Context, n *plan.Node) error {
 		e.store.Touch(n.Key)
 		e.progress.Event(Event{Node: n, Status: status, Elapsed: elapsed, Size: obj.Meta.Size})
 	}
-	if obj, err := e.store.Get(n.Key); err == nil {
-		report(obj, "cached", 0)
-		return nil
-	}
-	unlock, err := e.store.Lock(ctx, n.Key, func() { e.progress.Event(Event{Node: n, Status: "waiting"}) })
+	// Either the object under a lease, or the key's build lock.
+	obj, lease, err := e.store.acquire(ctx, n.Key, func() { e.progress.Event(Event{Node: n, Status: "waiting"}) })
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	if obj, err := e.store.Get(n.Key); err == nil { // built by someone else meanwhile
+	w.mu.Lock()
+	w.leases = append(w.leases, lease)
+	w.mu.Unlock()
+	if obj != nil {
 		report(obj, "cached", 0)
 		return nil
 	}
 	start := time.Now()
+	if obj := w.pull(ctx, n); obj != nil {
+		if err := lease.downgrade(); err != nil {
+			return err
+		}
+		report(obj, "pulled", time.Since(start))
+		return nil
+	}
 	e.progress.Event(Event{Node: n, Status: "building"})
-	obj, err := w.build(ctx, n)
+	obj, err = w.build(ctx, n)
 	if err != nil {
 		err = fmt.Errorf("%w: %s: %w", ErrBuild, n.ID, err)
 		e.progress.Event(Event{Node: n, Status: "failed", Elapsed: time.Since(start), Err: err})
 		return err
 	}
+	if err := lease.downgrade(); err != nil {
+		return err
+	}
 	report(obj, "built", time.Since(start))
+	return nil
+}
+
+// pull looks n up in the remote caches and commits it to the store. A
+// remote object that fails verification is never used: it is reported as
+// a warning and n is built here.
+func (w *walk) pull(ctx context.Context, n *plan.Node) *Object {
+	for _, r := range w.e.cacheFrom {
+		w.mu.Lock()
+		skip := w.failed[r]
+		w.mu.Unlock()
+		if skip {
+			continue
+		}
+		obj, err := r.Pull(ctx, w.e.store, n.Key, func() { w.e.progress.Event(Event{Node: n, Status: "pulling"}) })
+		if err == nil {
+			return obj
+		}
+		if errors.Is(err, ErrRemoteMiss) || ctx.Err() != nil {
+			continue
+		}
+		msg := fmt.Sprintf("%s: %v; building it here", n.ID, err)
+		w.mu.Lock()
+		// A corrupt object concerns that object; any other error
+		// (credentials, the network) would repeat for every node.
+		if !errors.Is(err, ErrCorrupt) {
+			if w.failed[r] {
+				w.mu.Unlock()
+				continue
+			}
+			if w.failed == nil {
+				w.failed = map[*Remote]bool{}
+			}
+			w.failed[r] = true
+			msg += fmt.Sprintf("; %s not asked again in this apply", r.Name())
+		}
+		w.warnings = append(w.warnings, msg)
+		w.mu.Unlock()
+		w.e.log.Warn("remote cache", "node", n.ID, "error", msg)
+	}
 	return nil
 }
 

@@ -43,7 +43,9 @@ var ErrNotFound = errors.New("not in the store")
 //	objects/<hex>/data/       the payload: a layer, or an output's files
 //	objects/<hex>/used        its mtime is the last use
 //	tmp/<hex>.<n>/            scratch areas of builds in progress
-//	locks/<hex>               per-key flock files
+//	locks/<hex>               per-key build locks (flock)
+//	locks/<hex>.lease         per-key leases: shared while an apply reads it
+//	quarantine/<hex>.<n>/     objects cache verify found altered
 //	downloads/                package download caches shared by builds
 //	records/<name>/<id>.json  the last build of each node of each manifest
 type Store struct {
@@ -206,7 +208,8 @@ func (sc *Scratch) Dir() string { return sc.dir }
 // Data is where the payload is built.
 func (sc *Scratch) Data() string { return filepath.Join(sc.dir, "data") }
 
-// Commit computes the payload's size and content digest, writes meta.json
+// Commit computes the payload's size and content digest (which must equal
+// m.Content when that is set), writes meta.json
 // and renames the scratch area into the object directory. Only "data" and
 // meta.json move; everything else in the scratch area is removed.
 func (sc *Scratch) Commit(m Meta) (*Object, error) {
@@ -214,6 +217,11 @@ func (sc *Scratch) Commit(m Meta) (*Object, error) {
 	content, size, err := ContentDigest(sc.Data())
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", sc.key.Short(), err)
+	}
+	// A payload that arrives with a recorded digest (pulled, imported)
+	// must match it.
+	if m.Content != "" && m.Content != content {
+		return nil, fmt.Errorf("commit %s: %w: content is %s, recorded %s", sc.key.Short(), ErrCorrupt, content.Short(), m.Content.Short())
 	}
 	m.Content, m.Size = content, size
 	obj := filepath.Join(sc.dir, "object")

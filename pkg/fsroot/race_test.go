@@ -42,7 +42,13 @@ func race(t *testing.T, d time.Duration, attackers, victims []func() bool) {
 			}
 		})
 	}
+	// At least d, and on a loaded machine longer (up to 10 s) until both
+	// sides have run often enough for the race to mean something.
+	start := time.Now()
 	time.Sleep(d)
+	for (swaps.Load() < 100 || ok.Load() < 100) && time.Since(start) < 10*time.Second {
+		time.Sleep(50 * time.Millisecond)
+	}
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("%d swaps, %d operations succeeded, %d failed", swaps.Load(), ok.Load(), failed.Load())

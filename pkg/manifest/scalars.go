@@ -137,6 +137,10 @@ func parseBytes(s string) (int64, error) {
 	return int64(v), nil
 }
 
+// ParseSize reads a size as manifests write it ("2500MiB", "2G", "512"),
+// for command-line flags that take one.
+func ParseSize(s string) (int64, error) { return parseBytes(s) }
+
 // Size is a number of bytes, written with a unit ("2500MiB", "2G", "512").
 type Size int64
 

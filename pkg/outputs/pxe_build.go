@@ -60,7 +60,7 @@ func buildPXE(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	pxelinux := fmt.Sprintf("DEFAULT imgplan\nLABEL imgplan\n  KERNEL %s\n  INITRD %s\n  APPEND %s\n", PXEKernel, PXEInitrd, cmdline)
 	files := map[string]string{
 		filepath.Join(pxelinuxDir, "default"): pxelinux,
-		PXEIPXE: fmt.Sprintf("#!ipxe\ndhcp\nkernel %s %s\ninitrd %s\nboot\n", PXEKernel, cmdline, PXEInitrd),
+		PXEIPXE:                               fmt.Sprintf("#!ipxe\ndhcp\nkernel %s %s\ninitrd %s\nboot\n", PXEKernel, cmdline, PXEInitrd),
 	}
 	for _, mac := range p.MACs {
 		files[filepath.Join(pxelinuxDir, "01-"+mac)] = pxelinux

@@ -22,6 +22,20 @@ import (
 // links, device nodes, and modification times clamped to epoch (no access
 // or change times). Sockets are skipped: no archive format keeps them.
 func WriteTar(w io.Writer, dir string, epoch int64) error {
+	return writeTar(w, dir, epoch, false)
+}
+
+// WriteLayerTar writes a stored layer the same way, but keeping every
+// time and the overlayfs attributes (trusted.overlay.*) that mark opaque
+// directories: the archive is the layer itself, not an image of it.
+func WriteLayerTar(w io.Writer, dir string) error {
+	return writeTar(w, dir, keepAllTimes, true)
+}
+
+// keepAllTimes is an epoch no time is later than.
+const keepAllTimes = 253402300799 // 9999-12-31T23:59:59Z
+
+func writeTar(w io.Writer, dir string, epoch int64, overlay bool) error {
 	tw := tar.NewWriter(w)
 	links := map[uint64]string{} // inode → first name
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -83,7 +97,7 @@ func WriteTar(w io.Writer, dir string, epoch int64) error {
 		default:
 			return fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
 		}
-		if err := addXattrs(h, p); err != nil {
+		if err := addXattrs(h, p, overlay); err != nil {
 			return err
 		}
 		if err := tw.WriteHeader(h); err != nil {
@@ -110,7 +124,7 @@ func WriteTar(w io.Writer, dir string, epoch int64) error {
 
 // addXattrs records a file's extended attributes, sorted by name through
 // the PAX record map (archive/tar writes records in sorted order).
-func addXattrs(h *tar.Header, p string) error {
+func addXattrs(h *tar.Header, p string, overlay bool) error {
 	size, err := unix.Llistxattr(p, nil)
 	if err != nil || size == 0 {
 		if errors.Is(err, unix.ENOTSUP) {
@@ -124,7 +138,7 @@ func addXattrs(h *tar.Header, p string) error {
 		return err
 	}
 	for _, name := range strings.Split(strings.TrimRight(string(buf[:size]), "\x00"), "\x00") {
-		if name == "" || strings.HasPrefix(name, "trusted.overlay.") {
+		if name == "" || !overlay && strings.HasPrefix(name, "trusted.overlay.") {
 			continue
 		}
 		vsize, err := unix.Lgetxattr(p, name, nil)

@@ -17,6 +17,10 @@ mmdebstrap
 debootstrap
 debian-archive-keyring
 busybox-static
+rpm
+dnf
+createrepo-c
+tzdata
 "
 
 missing=""

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -458,12 +459,41 @@ func TestCentOS63(t *testing.T) {
 		}
 	}
 
-	// The second variant reuses the base's bootstrap from the store.
-	rep2 := apply(t, filepath.Join(repo, "manifests/centos63-db.yaml"), t.TempDir(), "--set", "bootstrap.mirror="+mirror)
+	// The second variant reuses the base's bootstrap from the store; it
+	// also removes a package with dnf, which takes what requires it along
+	// (vim-enhanced, of the base's list).
+	out2 := t.TempDir()
+	rep2 := apply(t, filepath.Join(repo, "manifests/centos63-db.yaml"), out2, "--set", "bootstrap.mirror="+mirror, "--set", "packages.remove+=vim-common")
 	if s := statuses(rep2)["bootstrap"]; s != "cached" {
 		t.Errorf("centos63-db: bootstrap is %s, want cached", s)
 	}
 	if s := statuses(rep2)["packages"]; s != "built" {
 		t.Errorf("centos63-db: packages is %s, want built", s)
+	}
+	var pl struct {
+		Manager  string
+		Packages []struct{ Name, Version, Arch string }
+	}
+	b, err := os.ReadFile(filepath.Join(out2, "imgplan-packages.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &pl); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, p := range pl.Packages {
+		names[p.Name] = p.Version + "." + p.Arch
+	}
+	if pl.Manager != "rpm" || names["mysql-server"] != "1.0-1.el6.x86_64" || names["perl-DBI"] == "" || names["initscripts"] == "" {
+		t.Errorf("centos63-db packages: %s %v", pl.Manager, names)
+	}
+	for _, gone := range []string{"vim-common", "vim-enhanced"} {
+		if _, ok := names[gone]; ok {
+			t.Errorf("centos63-db: %s was not removed", gone)
+		}
+	}
+	if _, ok := names["nfs-utils"]; ok {
+		t.Errorf("centos63-db has the web variant's nfs-utils")
 	}
 }

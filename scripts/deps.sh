@@ -21,6 +21,8 @@ rpm
 dnf
 createrepo-c
 tzdata
+gpg
+gpg-agent
 "
 
 missing=""

@@ -302,10 +302,53 @@ func buildRPMRepo(t *testing.T, work string) (string, error) {
 	if err := os.WriteFile(filepath.Join(work, "comps.xml"), []byte(comps), 0o644); err != nil {
 		return "", err
 	}
+	if err := signRPMs(work, filepath.Join(repoDir, "Packages")); err != nil {
+		return "", err
+	}
 	if b, err := exec.Command("createrepo_c", "-g", filepath.Join(work, "comps.xml"), repoDir).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("createrepo_c: %v\n%s", err, b)
 	}
 	return filepath.Join(work, "repo"), nil
+}
+
+// signRPMs signs every package with a new key, whose public half is
+// written to work/RPM-GPG-KEY-fixture (the repository's key).
+func signRPMs(work, dir string) error {
+	home := filepath.Join(work, "gnupg")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		return err
+	}
+	env := append(os.Environ(), "GNUPGHOME="+home)
+	defer func() {
+		kill := exec.Command("gpgconf", "--kill", "all")
+		kill.Env = env
+		kill.Run()
+	}()
+	run := func(out string, argv ...string) error {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = env
+		b, err := cmd.Output()
+		if err != nil {
+			msg := ""
+			if ee, ok := err.(*exec.ExitError); ok {
+				msg = string(ee.Stderr)
+			}
+			return fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, msg)
+		}
+		if out != "" {
+			return os.WriteFile(out, b, 0o644)
+		}
+		return nil
+	}
+	const uid = "imgplan fixture <fixture@imgplan.invalid>"
+	if err := run("", "gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "rsa2048", "sign", "never"); err != nil {
+		return err
+	}
+	if err := run(filepath.Join(work, "RPM-GPG-KEY-fixture"), "gpg", "--armor", "--export", uid); err != nil {
+		return err
+	}
+	rpms, _ := filepath.Glob(filepath.Join(dir, "*.rpm"))
+	return run("", append([]string{"rpmsign", "--addsign", "--define", "__gpg /usr/bin/gpg", "--define", "_gpg_name " + uid, "--define", "_gpg_path " + home}, rpms...)...)
 }
 
 func writeMode(p, content string, mode os.FileMode) error {
@@ -495,5 +538,18 @@ func TestCentOS63(t *testing.T) {
 	}
 	if _, ok := names["nfs-utils"]; ok {
 		t.Errorf("centos63-db has the web variant's nfs-utils")
+	}
+
+	// gpgcheck as the manifest says: the signed packages install with the
+	// repository's key, and not without it.
+	key := filepath.Join(filepath.Dir(dir), "RPM-GPG-KEY-fixture")
+	r := imgplan(t, t.TempDir(), "apply", filepath.Join(repo, "manifests/centos63-db.yaml"), "--set", "bootstrap.mirror="+mirror, "--set", "bootstrap.gpgcheck=true")
+	if r.code != 1 || !strings.Contains(r.err, "FAILED  bootstrap") || !strings.Contains(r.err, "GPG") {
+		t.Errorf("gpgcheck without the key: exit %d, want 1 from the bootstrap\n%s", r.code, r.err)
+	}
+	out3 := t.TempDir()
+	apply(t, filepath.Join(repo, "manifests/centos63-db.yaml"), out3, "--set", "bootstrap.mirror="+mirror, "--set", "bootstrap.gpgcheck=true", "--set", "bootstrap.gpgkeys=["+key+"]")
+	if b, err := os.ReadFile(filepath.Join(out3, "imgplan-packages.json")); err != nil || !strings.Contains(string(b), `"name": "gpg-pubkey"`) {
+		t.Errorf("gpgcheck with the key: the key is not in the image's rpm database: %v\n%.300s", err, b)
 	}
 }

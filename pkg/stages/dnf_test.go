@@ -69,3 +69,32 @@ func TestDNFConfig(t *testing.T) {
 		t.Errorf("repomd URLs:\n got %v\nwant %v", got, want)
 	}
 }
+
+func TestRPMDBChanges(t *testing.T) {
+	set := func(s ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, p := range s {
+			m[p] = true
+		}
+		return m
+	}
+	base := set("bash-4.1.2-9.el6_2.x86_64", "vim-minimal-7.2.411-1.8.el6.x86_64", "gpg-pubkey-c105b9de-4e0fd3a3.(none)")
+	after := set("bash-4.1.2-9.el6_2.x86_64", "vim-minimal-7.2.411-1.8.el6.x86_64", "gpg-pubkey-c105b9de-4e0fd3a3.(none)",
+		"rsync-3.0.6-9.el6.x86_64", "gpg-pubkey-0608b895-4bd22942.(none)", "ed-1.1-3.3.el6.x86_64")
+	delete(after, "vim-minimal-7.2.411-1.8.el6.x86_64")
+	added, removed, keys := rpmdbChanges(base, after)
+	if want := []string{"ed-1.1-3.3.el6.x86_64", "rsync-3.0.6-9.el6.x86_64"}; !reflect.DeepEqual(added, want) {
+		t.Errorf("added %v, want %v", added, want)
+	}
+	if want := []string{"vim-minimal-7.2.411-1.8.el6.x86_64"}; !reflect.DeepEqual(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	if want := []string{"gpg-pubkey-0608b895-4bd22942.(none)"}; !reflect.DeepEqual(keys, want) {
+		t.Errorf("keys %v, want %v", keys, want)
+	}
+	// A new database (after the bootstrap) records everything.
+	added, removed, keys = rpmdbChanges(map[string]bool{}, after)
+	if len(added) != 3 || len(removed) != 0 || len(keys) != 2 {
+		t.Errorf("new database: added %v removed %v keys %v", added, removed, keys)
+	}
+}

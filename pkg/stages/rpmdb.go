@@ -99,24 +99,7 @@ func finishRPMDB(ctx context.Context, d *dnf, st *rpmdbState) error {
 	if !restore {
 		base = map[string]bool{}
 	}
-	var added, removed, keys []string
-	for p := range after {
-		if base[p] {
-			continue
-		}
-		if strings.HasPrefix(p, "gpg-pubkey-") {
-			keys = append(keys, p)
-		} else {
-			added = append(added, p)
-		}
-	}
-	for p := range base {
-		if !after[p] && !strings.HasPrefix(p, "gpg-pubkey-") {
-			removed = append(removed, p)
-		}
-	}
-	sort.Strings(added)
-	sort.Strings(removed)
+	added, removed, keys := rpmdbChanges(base, after)
 	files, err := d.packageFiles(ctx, added)
 	if err != nil {
 		return err
@@ -170,6 +153,32 @@ func finishRPMDB(ctx context.Context, d *dnf, st *rpmdbState) error {
 		}
 	}
 	return nil
+}
+
+// rpmdbChanges is what the image's rpm must record on a database holding
+// base for it to hold after: packages to add and to erase (NEVRAs,
+// sorted), and keys to import. Keys are never erased: rpm has no package
+// file for them, and dnf removes none.
+func rpmdbChanges(base, after map[string]bool) (added, removed, keys []string) {
+	for p := range after {
+		if base[p] {
+			continue
+		}
+		if strings.HasPrefix(p, "gpg-pubkey-") {
+			keys = append(keys, p)
+		} else {
+			added = append(added, p)
+		}
+	}
+	for p := range base {
+		if !after[p] && !strings.HasPrefix(p, "gpg-pubkey-") {
+			removed = append(removed, p)
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	sort.Strings(keys)
+	return added, removed, keys
 }
 
 // packageFiles finds the package file of each NEVRA in dnf's cache (bound

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -358,16 +359,37 @@ func writeMode(p, content string, mode os.FileMode) error {
 	return os.WriteFile(p, []byte(content), mode)
 }
 
-// serveRepo serves dir on a loopback port until the test ends.
-func serveRepo(t *testing.T, dir string) string {
+// repoServer serves a directory on a loopback port and counts the GETs
+// of each path.
+type repoServer struct {
+	URL  string
+	mu   sync.Mutex
+	gets map[string]int
+}
+
+func (s *repoServer) count(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets[path]
+}
+
+// serveRepo serves dir until the test ends.
+func serveRepo(t *testing.T, dir string) *repoServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+	s := &repoServer{URL: "http://" + ln.Addr().String(), gets: map[string]int{}}
+	files := http.FileServer(http.Dir(dir))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.gets[r.URL.Path]++
+		s.mu.Unlock()
+		files.ServeHTTP(w, r)
+	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
+	return s
 }
 
 // TestCentOS63 builds manifests/centos63-web.yaml and then
@@ -376,7 +398,8 @@ func serveRepo(t *testing.T, dir string) string {
 // bootstrap.
 func TestCentOS63(t *testing.T) {
 	dir := fixtureRepo(t)
-	mirror := serveRepo(t, dir) + "/6.3/os/x86_64/"
+	srv := serveRepo(t, dir)
+	mirror := srv.URL + "/6.3/os/x86_64/"
 	out := t.TempDir()
 	rep := apply(t, filepath.Join(repo, "manifests/centos63-web.yaml"), out, "--set", "bootstrap.mirror="+mirror)
 	for _, id := range []string{"bootstrap", "packages"} {
@@ -530,6 +553,14 @@ func TestCentOS63(t *testing.T) {
 	}
 	if pl.Manager != "rpm" || names["mysql-server"] != "1.0-1.el6.x86_64" || names["perl-DBI"] == "" || names["initscripts"] == "" {
 		t.Errorf("centos63-db packages: %s %v", pl.Manager, names)
+	}
+	// Packages both variants install were downloaded once: the second
+	// build took them from the store's RPM cache.
+	for _, p := range []string{"ntpdate", "openssh-clients", "rsync", "busybox"} {
+		f := "/6.3/os/x86_64/Packages/" + p + "-1.0-1.el6.x86_64.rpm"
+		if n := srv.count(f); n != 1 {
+			t.Errorf("%s was downloaded %d times, want 1", f, n)
+		}
 	}
 	for _, gone := range []string{"vim-common", "vim-enhanced"} {
 		if _, ok := names[gone]; ok {

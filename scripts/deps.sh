@@ -22,6 +22,12 @@ busybox-static
 docker-registry
 curl
 bc
+rpm
+dnf
+createrepo-c
+tzdata
+gpg
+gpg-agent
 "
 
 missing=""

@@ -201,8 +201,8 @@ func (e *childEnv) Input(role string) (string, error) {
 	return p, nil
 }
 
-// Downloads stages the shared download cache name into this build's
-// scratch area by hard links (same filesystem), so concurrent builds never
+// Downloads stages the shared download cache name (its whole tree) into
+// this build's scratch area by hard links (same filesystem), so concurrent builds never
 // share a package manager's lock; publishDownloads adds what the build
 // fetched to the shared cache once it succeeded.
 func (e *childEnv) Downloads(name string) (string, error) {
@@ -214,18 +214,30 @@ func (e *childEnv) Downloads(name string) (string, error) {
 	if err := os.MkdirAll(private, 0o755); err != nil {
 		return "", err
 	}
-	entries, err := os.ReadDir(shared)
+	// Recursively: dnf keeps its packages and metadata in a directory per
+	// repository, apt keeps flat directories.
+	err := filepath.WalkDir(shared, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(shared, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(private, rel), 0o755)
+		case !d.Type().IsRegular():
+			return nil
+		}
+		err = os.Link(p, filepath.Join(private, rel))
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
-	}
-	for _, ent := range entries {
-		if !ent.Type().IsRegular() {
-			continue
-		}
-		err := os.Link(filepath.Join(shared, ent.Name()), filepath.Join(private, ent.Name()))
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return "", err
-		}
 	}
 	return private, nil
 }

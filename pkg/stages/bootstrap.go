@@ -147,6 +147,11 @@ func describeBootstrap(m *manifest.Manifest, c *Context) (*Description, error) {
 		}
 		p.Repos = append(p.Repos, rp)
 	}
+	if p.Family == manifest.FamilyRPM && p.Mirror != "" {
+		in, err := c.indexInputs(b.At("mirror"), p.rpmSetup().repomdURLs())
+		errs = append(errs, err)
+		d.Inputs = append(d.Inputs, in...)
+	}
 	d.Summary = bootstrapSummary(p, b)
 	return d, errors.Join(errs...)
 }

@@ -18,6 +18,8 @@ func buildBootstrap(ctx context.Context, env Env, raw json.RawMessage) error {
 	switch p.Family {
 	case manifest.FamilyDeb:
 		return debBootstrap(ctx, env, &p)
+	case manifest.FamilyRPM:
+		return rpmBootstrap(ctx, env, &p)
 	case manifest.FamilyDirectory:
 		src, err := env.Input(RoleSource)
 		if err != nil {

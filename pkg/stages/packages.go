@@ -16,6 +16,9 @@ type PackagesParams struct {
 	Family  manifest.Family `json:"family"`
 	Install []string        `json:"install,omitempty"`
 	Remove  []string        `json:"remove,omitempty"`
+	// RPM is the dnf setup (repositories, excludes) of an RPM-family
+	// image, the bootstrap's.
+	RPM *RPMSetup `json:"rpm,omitempty"`
 }
 
 func describePackages(m *manifest.Manifest, c *Context) (*Description, error) {
@@ -45,6 +48,19 @@ func describePackages(m *manifest.Manifest, c *Context) (*Description, error) {
 		_, d.Inputs, err = debSources(m, c, comps)
 		if err != nil {
 			return nil, err
+		}
+	}
+	if params.Family == manifest.FamilyRPM {
+		// The bootstrap's repositories, keys and index digests.
+		bd, err := describeBootstrap(m, c)
+		if err != nil {
+			return nil, err
+		}
+		params.RPM = bd.Params.(*BootstrapParams).rpmSetup()
+		for _, in := range bd.Inputs {
+			if in.Role != RoleSource {
+				d.Inputs = append(d.Inputs, in)
+			}
 		}
 	}
 	var parts []string

@@ -20,6 +20,8 @@ func buildPackages(ctx context.Context, env Env, raw json.RawMessage) error {
 	switch p.Family {
 	case "deb":
 		return aptPackages(ctx, env, &p)
+	case "rpm":
+		return rpmPackages(ctx, env, &p)
 	}
 	return fmt.Errorf("packages for the %s family are not supported yet", p.Family)
 }

@@ -108,7 +108,7 @@ func installedPackages(ctx context.Context, env Env) (*PackageList, error) {
 	}
 	if firstExisting(r, "/var/lib/rpm") != "" {
 		var out bytes.Buffer
-		err := env.RunHost(ctx, []string{"rpm", "--root", r.Dir(), "-qa", "--qf", `%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n`}, RunOptions{Stdout: &out})
+		err := env.RunHost(ctx, []string{"rpm", "--root", r.Dir(), "--dbpath", "/var/lib/rpm", "-qa", "--qf", `%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n`}, RunOptions{Stdout: &out})
 		if err != nil {
 			return nil, err
 		}

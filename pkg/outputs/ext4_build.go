@@ -50,6 +50,11 @@ func buildExt4(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	if err := stages.DecodeParams(raw, &p); err != nil {
 		return err
 	}
+	return mkext4(ctx, env, ArtifactPath(env), p)
+}
+
+// mkext4 writes the tree as an ext4 image at img.
+func mkext4(ctx context.Context, env stages.Env, img string, p Ext4Params) error {
 	root := env.Root().Dir()
 	// The tree is measured only to size an image automatically; a fixed
 	// size too small for it fails in mkfs, with a clear message.
@@ -76,7 +81,6 @@ func buildExt4(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	}
 	conf.Close()
 
-	img := ArtifactPath(env)
 	for attempt := 0; ; attempt++ {
 		if err := createSparse(img, size); err != nil {
 			return err

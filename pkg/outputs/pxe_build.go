@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imgplan/imgplan/pkg/manifest"
 	"github.com/imgplan/imgplan/pkg/stages"
 )
 
@@ -19,7 +20,8 @@ func init() { PXE.Build = buildPXE }
 const (
 	PXEKernel   = "vmlinuz"
 	PXEInitrd   = "initrd.img"
-	PXERoot     = "root.squashfs"
+	PXERoot     = "root.squashfs" // boot overlay-squashfs
+	PXELiveRoot = "root.img"      // boot dracut-live: ext4
 	PXEIPXE     = "boot.ipxe"
 	PXESummary  = "README.txt"
 	pxelinuxDir = "pxelinux.cfg"
@@ -27,15 +29,13 @@ const (
 
 // buildPXE writes the bundle a PXE, TFTP or HTTP server serves: the
 // image's newest kernel and the initrd the initramfs stage made for it,
-// the root squashfs, pxelinux.cfg/default and per-MAC entries, an iPXE
-// script, and a summary with sizes and the kernel command line.
+// the root image (root.squashfs for overlay-squashfs, an ext4 root.img for
+// dracut-live), pxelinux.cfg/default and per-MAC entries, an iPXE script,
+// and a summary with sizes and the kernel command line.
 func buildPXE(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	var p PXEParams
 	if err := stages.DecodeParams(raw, &p); err != nil {
 		return err
-	}
-	if p.Boot != "overlay-squashfs" {
-		return fmt.Errorf("pxe boot %s is not supported", p.Boot)
 	}
 	r := env.Root()
 	kernels, err := stages.Kernels(r)
@@ -52,7 +52,18 @@ func buildPXE(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 			return err
 		}
 	}
-	if err := mksquashfs(ctx, env, filepath.Join(out, PXERoot), SquashfsParams{Compression: p.Compression, BlockSize: 128 << 10}); err != nil {
+	rootImage := PXERoot
+	switch p.Boot {
+	case "overlay-squashfs":
+		err = mksquashfs(ctx, env, filepath.Join(out, PXERoot), SquashfsParams{Compression: p.Compression, BlockSize: 128 << 10})
+	case "dracut-live":
+		rootImage = PXELiveRoot
+		// Mounted read-only under an overlay: little free space needed.
+		err = mkext4(ctx, env, filepath.Join(out, PXELiveRoot), Ext4Params{Headroom: manifest.Extent{Percent: 10}})
+	default:
+		err = fmt.Errorf("pxe boot %s is not supported", p.Boot)
+	}
+	if err != nil {
 		return err
 	}
 
@@ -72,7 +83,7 @@ func buildPXE(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	}
 	var sum strings.Builder
 	fmt.Fprintf(&sum, "imgplan pxe bundle (boot: %s), kernel %s\n\n", p.Boot, version)
-	for _, name := range []string{PXEKernel, PXEInitrd, PXERoot} {
+	for _, name := range []string{PXEKernel, PXEInitrd, rootImage} {
 		fi, err := os.Stat(filepath.Join(out, name))
 		if err != nil {
 			return err
@@ -80,10 +91,10 @@ func buildPXE(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 		fmt.Fprintf(&sum, "%-14s %12d bytes\n", name, fi.Size())
 	}
 	fmt.Fprintf(&sum, "\nkernel command line:\n  %s\n\n", cmdline)
-	sum.WriteString("Serve this directory from a TFTP server (pxelinux.cfg/, with pxelinux.0\n" +
-		"from your PXE setup) or from HTTP for iPXE (boot.ipxe). The root image\n" +
-		"is fetched from imgplan.root= on the command line; change it there to\n" +
-		"serve root.squashfs from elsewhere.\n")
+	fmt.Fprintf(&sum, "Serve this directory from a TFTP server (pxelinux.cfg/, with pxelinux.0\n"+
+		"from your PXE setup) or from HTTP for iPXE (boot.ipxe). The root image\n"+
+		"is fetched from the URL on the command line (%s); change it there to\n"+
+		"serve %s from elsewhere.\n", map[string]string{"overlay-squashfs": "imgplan.root=", "dracut-live": "root=live:"}[p.Boot], rootImage)
 	if err := os.WriteFile(filepath.Join(out, PXESummary), []byte(sum.String()), 0o644); err != nil {
 		return err
 	}
@@ -92,6 +103,16 @@ func buildPXE(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 
 // PXECmdline is the kernel command line of a pxe bundle.
 func PXECmdline(p PXEParams) string {
+	if p.Boot == "dracut-live" {
+		// dmsquash-live mounts the ext4 image read-only under an overlayfs
+		// upper layer in RAM.
+		args := []string{"root=live:" + strings.TrimSuffix(p.Server, "/") + "/" + PXELiveRoot,
+			"rd.live.image", "rd.live.overlay.overlayfs=1", "rd.neednet=1", "ip=dhcp"}
+		if p.KernelArgs != "" {
+			args = append(args, p.KernelArgs)
+		}
+		return strings.Join(args, " ")
+	}
 	root := "tftp:///" + PXERoot // the TFTP server DHCP named
 	if p.Server != "" {
 		root = strings.TrimSuffix(p.Server, "/") + "/" + PXERoot

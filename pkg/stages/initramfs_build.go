@@ -24,6 +24,8 @@ var (
 	overlayHook string
 	//go:embed initramfs/imgplan-overlay.conf
 	overlayConf string
+	//go:embed initramfs/imgplan-live.conf
+	liveConf string
 )
 
 // The boot parameter that selects the script (initramfs-tools' init
@@ -40,27 +42,62 @@ func buildInitramfs(ctx context.Context, env Env, raw json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	for _, method := range p.Methods {
-		if method != "overlay-squashfs" {
-			return fmt.Errorf("boot method %s is not supported", method)
-		}
-		if err := prepareOverlayBoot(r); err != nil {
-			return err
-		}
+	if len(p.Methods) != 1 {
+		return fmt.Errorf("pxe outputs with different boot methods (%s) need different initramfs generators: use one", strings.Join(p.Methods, ", "))
+	}
+	method := p.Methods[0]
+	switch method {
+	case "overlay-squashfs":
+		err = prepareOverlayBoot(r)
+	case "dracut-live":
+		err = prepareLiveBoot(r)
+	default:
+		err = fmt.Errorf("boot method %s is not supported", method)
+	}
+	if err != nil {
+		return err
 	}
 	if err := removeRootAndSwap(r); err != nil {
 		return err
 	}
 	for _, k := range kernels {
-		mode := "-u"
-		if _, err := r.Lstat("/boot/initrd.img-" + k); errors.Is(err, fs.ErrNotExist) {
-			mode = "-c"
+		var argv []string
+		switch method {
+		case "overlay-squashfs":
+			mode := "-u"
+			if _, err := r.Lstat("/boot/initrd.img-" + k); errors.Is(err, fs.ErrNotExist) {
+				mode = "-c"
+			}
+			argv = []string{"update-initramfs", mode, "-k", k}
+		case "dracut-live":
+			argv = []string{"dracut", "--force", "--kver", k, "/boot/initrd.img-" + k}
 		}
-		if err := env.Run(ctx, []string{"update-initramfs", mode, "-k", k}, RunOptions{}); err != nil {
-			return fmt.Errorf("update-initramfs for %s: %w", k, err)
+		if err := env.Run(ctx, argv, RunOptions{}); err != nil {
+			return fmt.Errorf("%s for %s: %w", argv[0], k, err)
 		}
 	}
 	return nil
+}
+
+// prepareLiveBoot installs the dracut configuration for root=live:, after
+// checking the image has dracut with its live and network modules and
+// curl, which livenet downloads with.
+func prepareLiveBoot(r *fsroot.Root) error {
+	if !anyExists(r, "/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut") {
+		if anyExists(r, "/usr/sbin/update-initramfs", "/sbin/update-initramfs") {
+			return errors.New("boot dracut-live needs dracut, and the image has initramfs-tools: install dracut, dracut-live and dracut-network, or use boot overlay-squashfs")
+		}
+		return errors.New("the image has no initramfs generator: add dracut, dracut-live and dracut-network to packages.install")
+	}
+	for _, m := range []struct{ dir, pkg string }{{"90dmsquash-live", "dracut-live"}, {"90livenet", "dracut-live"}, {"40network", "dracut-network"}, {"35network-legacy", "dracut-network"}} {
+		if !anyExists(r, "/usr/lib/dracut/modules.d/"+m.dir) {
+			return fmt.Errorf("boot dracut-live needs dracut's %s module: add %s to packages.install", strings.TrimLeft(m.dir, "0123456789"), m.pkg)
+		}
+	}
+	if !anyExists(r, "/usr/bin/curl", "/bin/curl") {
+		return errors.New("boot dracut-live needs curl in the image (livenet downloads root.img with it): add curl to packages.install")
+	}
+	return r.WriteFile("/etc/dracut.conf.d/50-imgplan-live.conf", strings.NewReader(liveConf), fsroot.WriteOptions{Perm: 0o644, MkdirParents: true})
 }
 
 // prepareOverlayBoot installs the overlay-squashfs script, hook and

@@ -39,7 +39,7 @@ var killOutputs = map[string]string{
 // TestKillAnywhere kills imgplan apply with SIGKILL at 20 points spread
 // over the build of a Debian image (every stage kind and output kind at
 // least once). After each kill: no process, mount or loop device of the
-// build is left, every object of the plan in the store is complete, and
+// build is left, imgplan cache verify finds every object intact, and
 // the next apply reuses every node committed before the kill. A last apply
 // finishes the image.
 func TestKillAnywhere(t *testing.T) {
@@ -108,22 +108,17 @@ func TestKillAnywhere(t *testing.T) {
 			t.Errorf("point %d: %s was %q at the kill, want building", i+1, p.node, events[p.node])
 		}
 		killed[p.node] = true
-		assertCleanAfterKill(t, i+1)
+		assertCleanAfterKill(t, i+1, keys)
 
+		verifyStore(t, store)
 		s, err := iexec.OpenStore(store)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for id, key := range keys {
-			obj, err := s.Get(digestOf(t, key))
-			if err != nil {
-				continue
+			if _, err := s.Get(digestOf(t, key)); err == nil {
+				committed[id] = true
 			}
-			content, _, err := iexec.ContentDigest(obj.Data())
-			if err != nil || content != obj.Meta.Content {
-				t.Errorf("point %d: %s's object is not complete: content %s, recorded %s (%v)", i+1, id, content, obj.Meta.Content, err)
-			}
-			committed[id] = true
 		}
 		if t.Failed() {
 			return
@@ -221,11 +216,11 @@ func applyAndKill(t *testing.T, manifest, outputs, node string, delay time.Durat
 
 // assertCleanAfterKill waits up to five seconds for every process, mount
 // and loop device of the killed build to be gone.
-func assertCleanAfterKill(t *testing.T, point int) {
+func assertCleanAfterKill(t *testing.T, point int, keys map[string]string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		procs, mounts, loops := storeProcesses(store), mountsUnder(store), loopDevicesUnder(store)
+		procs, mounts, loops := storeProcesses(store, keys), mountsUnder(store), loopDevicesUnder(store)
 		if len(procs)+len(mounts)+len(loops) == 0 {
 			return
 		}
@@ -236,12 +231,17 @@ func assertCleanAfterKill(t *testing.T, point int) {
 	}
 }
 
-// storeProcesses lists processes of builds in storeDir: the imgplan binary
-// under test, or any process whose root directory or command line is in
-// the store's scratch area (mmdebstrap, apt, dpkg, mkfs, ...).
-func storeProcesses(storeDir string) []string {
+// storeProcesses lists processes of the builds of keys (node ID → key) in
+// storeDir: the imgplan binary under test, or any process whose root
+// directory or command line is in one of their scratch areas (mmdebstrap,
+// apt, dpkg, mkfs, ...). Builds of other manifests in the store do not
+// count.
+func storeProcesses(storeDir string, keys map[string]string) []string {
 	var out []string
-	scratch := filepath.Join(storeDir, "v1/tmp")
+	var scratches []string
+	for _, k := range keys {
+		scratches = append(scratches, filepath.Join(storeDir, "v1/tmp", strings.TrimPrefix(k, "sha256:")))
+	}
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		b, err := os.ReadFile(filepath.Join(p, "cmdline"))
@@ -250,7 +250,11 @@ func storeProcesses(storeDir string) []string {
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
 		root, _ := os.Readlink(filepath.Join(p, "root"))
-		if strings.HasPrefix(cmd, bin) || strings.Contains(cmd, scratch) || strings.HasPrefix(root, scratch) {
+		mine := strings.HasPrefix(cmd, bin)
+		for _, sc := range scratches {
+			mine = mine || strings.Contains(cmd, sc) || strings.HasPrefix(root, sc)
+		}
+		if mine {
 			out = append(out, filepath.Base(p)+": "+cmd)
 		}
 	}

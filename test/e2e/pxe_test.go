@@ -20,14 +20,16 @@ import (
 // pxeMarker is a unit in the test's image that reports, on the serial
 // console, how the root is mounted, whether a write to / lands in the tmpfs,
 // and whether boot waited for a device.
+// LOWER, RW and UPPER are where the boot method mounts the root image,
+// the writable tmpfs, and the overlay's upper directory.
 const pxeMarker = `#!/bin/sh
 exec >/dev/ttyS0 2>&1
 root=$(findmnt -n -o FSTYPE /)
-lower=$(findmnt -n -o FSTYPE /run/imgplan/lower)
-rw=$(findmnt -n -o FSTYPE /run/imgplan/rw)
+lower=$(findmnt -n -o FSTYPE LOWER)
+rw=$(findmnt -n -o FSTYPE -T RW)
 echo written >/imgplan-write-test && written=yes || written=no
 upper=no
-[ -f /run/imgplan/rw/upper/imgplan-write-test ] && upper=yes
+[ -f UPPER/imgplan-write-test ] && upper=yes
 timeouts=$(journalctl -b --no-pager | grep -c "Timed out waiting for device")
 devjobs=$(systemctl list-jobs --no-legend | grep -c '\.device')
 fstab=$(awk '$1 !~ /^#/ && ($2 == "/" || $3 == "swap")' /etc/fstab | wc -l)
@@ -58,7 +60,7 @@ func TestPXEOverlaySquashfs(t *testing.T) {
 	}
 	dir := copyExample(t, "examples/debian-diskless.yaml")
 	nonce := fmt.Sprintf("%d", time.Now().UnixNano())
-	write(t, filepath.Join(dir, "marker"), pxeMarker)
+	write(t, filepath.Join(dir, "marker"), strings.NewReplacer("LOWER", "/run/imgplan/lower", "RW", "/run/imgplan/rw", "UPPER", "/run/imgplan/rw/upper").Replace(pxeMarker))
 	write(t, filepath.Join(dir, "marker.service"), pxeMarkerUnit)
 	m := filepath.Join(dir, "pxe.yaml")
 	write(t, m, `apiVersion: imgplan/v1
@@ -128,6 +130,10 @@ outputs:
 }
 
 func checkPXEBoot(t *testing.T, bundle, cmdline, netdev, nonce string) {
+	checkPXEBootFS(t, bundle, cmdline, netdev, nonce, "squashfs")
+}
+
+func checkPXEBootFS(t *testing.T, bundle, cmdline, netdev, nonce, lowerFS string) {
 	line, console, err := bootQEMU(t, 8*time.Minute, regexp.MustCompile(`IMGPLAN-PXE-OK .*`),
 		"-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-monitor", "none",
 		"-kernel", filepath.Join(bundle, "vmlinuz"), "-initrd", filepath.Join(bundle, "initrd.img"),
@@ -137,7 +143,7 @@ func checkPXEBoot(t *testing.T, bundle, cmdline, netdev, nonce string) {
 		t.Fatalf("%v; console:\n%s", err, tailLines(console, 40))
 	}
 	t.Logf("guest: %s", line)
-	for _, want := range []string{"key=" + nonce, "root=overlay", "lower=squashfs", "rw=tmpfs", "written=yes", "upper=yes", "timeouts=0", "devjobs=0", "fstab=0"} {
+	for _, want := range []string{"key=" + nonce, "root=overlay", "lower=" + lowerFS, "rw=tmpfs", "written=yes", "upper=yes", "timeouts=0", "devjobs=0", "fstab=0"} {
 		if !strings.Contains(" "+line+" ", " "+want+" ") {
 			t.Errorf("guest reported %q, want %s", line, want)
 		}
@@ -212,6 +218,59 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestPXEDracutLive builds examples/debian-dracut-live.yaml's pxe bundle
+// (dracut with its live and network modules, an ext4 root.img) and boots
+// it diskless in QEMU: dracut fetches root.img over HTTP from a server on
+// loopback (root=live:http://10.0.2.2:PORT/root.img) and mounts it under
+// an overlay with a tmpfs upper layer (dmsquash-live's /run/rootfsbase and
+// /run/overlayfs).
+func TestPXEDracutLive(t *testing.T) {
+	dir := copyExample(t, "examples/debian-dracut-live.yaml")
+	nonce := fmt.Sprintf("%d", time.Now().UnixNano())
+	write(t, filepath.Join(dir, "marker"), strings.NewReplacer("LOWER", "/run/rootfsbase", "RW", "/run/overlayfs", "UPPER", "/run/overlayfs").Replace(pxeMarker))
+	write(t, filepath.Join(dir, "marker.service"), pxeMarkerUnit)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	m := filepath.Join(dir, "live.yaml")
+	write(t, m, `apiVersion: imgplan/v1
+name: e2e-dracut-live
+extends: debian-dracut-live.yaml
+files:
+  - {dest: /usr/local/sbin/imgplan-marker, src: marker, mode: "0755"}
+  - {dest: /etc/systemd/system/imgplan-marker.service, src: marker.service}
+  - {dest: /etc/imgplan-key, content: "`+nonce+`\n"}
+services:
+  enable: [imgplan-marker]
+fstab:
+  add:
+    - {spec: LABEL=imgplan-root, file: /, type: ext4}
+    - {spec: /dev/vdb1, file: none, type: swap}
+`)
+	out := t.TempDir()
+	apply(t, m, out, "--set", fmt.Sprintf("outputs[0].server=http://10.0.2.2:%d/live", port))
+	bundle := filepath.Join(out, "pxe")
+	mux := http.NewServeMux()
+	mux.Handle("/live/", http.StripPrefix("/live/", http.FileServer(http.Dir(bundle))))
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	def := readFile(t, bundle, "pxelinux.cfg/default")
+	cmdline := regexp.MustCompile(`(?m)^\s*APPEND (.*)$`).FindStringSubmatch(def)
+	want := fmt.Sprintf("root=live:http://10.0.2.2:%d/live/root.img", port)
+	if cmdline == nil || !strings.Contains(cmdline[1], want) {
+		t.Fatalf("pxelinux.cfg/default does not boot %s:\n%s", want, def)
+	}
+	out2, err := exec.Command("e2fsck", "-fn", filepath.Join(bundle, "root.img")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("e2fsck -fn root.img: %v\n%s", err, out2)
+	}
+	checkPXEBootFS(t, bundle, cmdline[1], "user,id=n0", nonce, "ext4")
 }
 
 // TestManifestDiskless builds manifests/debian12-diskless.yaml's pxe

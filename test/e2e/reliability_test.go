@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -59,7 +58,7 @@ func TestDiskFull(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(small, "v1/tmp")); len(left) != 0 {
 		t.Errorf("scratch areas left: %v", left)
 	}
-	assertStoreComplete(t, small)
+	verifyStore(t, small)
 
 	if b, err := exec.Command("mount", "-o", "remount,size=256m", fsDir).CombinedOutput(); err != nil {
 		t.Fatalf("remount: %v %s", err, b)
@@ -228,28 +227,13 @@ func applyStore(t *testing.T, storeDir, manifest, out string, extra ...string) *
 	return r.report
 }
 
-// assertStoreComplete: every object in the store verifies (its payload has
-// the content digest recorded at commit).
-func assertStoreComplete(t *testing.T, storeDir string) {
+// verifyStore runs imgplan cache verify on a store: every object's payload
+// must have the content digest recorded at commit.
+func verifyStore(t *testing.T, storeDir string) {
 	t.Helper()
-	s, err := iexec.OpenStore(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirs, _ := os.ReadDir(filepath.Join(storeDir, "v1/objects"))
-	for _, d := range dirs {
-		obj, err := s.Get(digestOf(t, "sha256:"+d.Name()))
-		if errors.Is(err, iexec.ErrNotFound) {
-			continue // an older format
-		}
-		if err != nil {
-			t.Errorf("object %s: %v", d.Name(), err)
-			continue
-		}
-		content, _, err := iexec.ContentDigest(obj.Data())
-		if err != nil || content != obj.Meta.Content {
-			t.Errorf("object %s (%s): content %s, recorded %s (%v)", d.Name()[:12], obj.Meta.Kind, content, obj.Meta.Content, err)
-		}
+	r := imgplanStore(t, storeDir, "cache", "verify", "--cache-dir", storeDir)
+	if r.code != 0 || !strings.Contains(r.out+r.err, " 0 altered") {
+		t.Fatalf("imgplan cache verify: exit %d\n%s%s", r.code, r.out, r.err)
 	}
 }
 

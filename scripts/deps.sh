@@ -17,6 +17,14 @@ mmdebstrap
 debootstrap
 debian-archive-keyring
 busybox-static
+fdisk
+gdisk
+dosfstools
+mtools
+xfsprogs
+qemu-utils
+qemu-system-x86
+ovmf
 "
 
 missing=""

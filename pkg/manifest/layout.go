@@ -169,6 +169,9 @@ func (v *validator) layout(l *Layout) {
 	if l.Table == "msdos" && len(l.Partitions) > 4 {
 		v.at(l.Meta, "partitions", "an msdos table holds at most 4 (primary) partitions; use gpt")
 	}
+	if strings.ContainsAny(l.Cmdline, "\n\r\x00") {
+		v.at(l.Meta, "cmdline", "the kernel command line is one line")
+	}
 	names := map[string]Position{}
 	mounts := map[string]Position{}
 	rest := Position{}

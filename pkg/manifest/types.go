@@ -172,6 +172,7 @@ type Layout struct {
 	Table      string      `yaml:"table" json:"table" doc:"Partition table: msdos or gpt." required:"true"`
 	Size       *Size       `yaml:"size" json:"size,omitempty" doc:"Disk size. Default: the partitions' fixed sizes plus room for the tree in the rest partition."`
 	Partitions []Partition `yaml:"partitions" json:"partitions" doc:"Partitions, in disk order." required:"true"`
+	Cmdline    string      `yaml:"cmdline" json:"cmdline,omitempty" doc:"Kernel command line the boot loader passes after root=UUID=... ro (e.g. \"console=ttyS0,115200n8 quiet\")."`
 }
 
 // Partition is one partition of a Layout.

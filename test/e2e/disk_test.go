@@ -256,8 +256,9 @@ const (
 )
 
 // TestDiskDebianVM builds examples/debian-vm.yaml twice: as the example
-// has it (gpt with bios_grub, ESP and root) to qcow2, booted with OVMF;
-// and with an msdos layout to raw (and vmdk, vhd), booted with SeaBIOS.
+// has it (gpt with bios_grub, ESP and root) to raw and compressed qcow2,
+// the qcow2 booted with OVMF and the raw with SeaBIOS; and with an msdos
+// layout to raw (and vmdk, vhd), booted with SeaBIOS.
 func TestDiskDebianVM(t *testing.T) {
 	t.Run("gpt-uefi", func(t *testing.T) {
 		out := t.TempDir()
@@ -281,6 +282,9 @@ func TestDiskDebianVM(t *testing.T) {
 		}
 		assertVirtualSize(t, qcow, 2<<30)
 		boot(t, vm.Options{Disk: qcow, Format: "qcow2", UEFI: true}, nodeKey(t, rep, "disk"), want, uuids)
+		// The same disk by BIOS: boot.img in the protective MBR, core.img
+		// in the bios_grub partition.
+		boot(t, vm.Options{Disk: raw, Format: "raw"}, nodeKey(t, rep, "disk"), want, uuids)
 	})
 	t.Run("msdos-bios", func(t *testing.T) {
 		out := t.TempDir()

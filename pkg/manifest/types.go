@@ -182,7 +182,7 @@ type Partition struct {
 	Name    string   `yaml:"name" json:"name" doc:"Unique name; the GPT partition name." required:"true"`
 	Size    Extent   `yaml:"size" json:"size" doc:"Size (\"430MiB\"), share of the disk (\"50%\"), or \"rest\" (at most one partition)." required:"true"`
 	Type    string   `yaml:"type" json:"type,omitempty" doc:"linux (default), swap, esp, bios_grub, a GPT type GUID, or an MBR type byte (\"0x83\")."`
-	FS      string   `yaml:"fs" json:"fs,omitempty" doc:"Filesystem: ext4, xfs, vfat, swap, or none. Default: ext4, swap for type swap, vfat for esp, none for bios_grub."`
+	FS      string   `yaml:"fs" json:"fs,omitempty" doc:"Filesystem: ext4, vfat, swap, or none (xfs is not built yet). Default: ext4, swap for type swap, vfat for esp, none for bios_grub."`
 	Mount   string   `yaml:"mount" json:"mount,omitempty" doc:"Mount point in the image; the subtree under it goes into this partition."`
 	Label   string   `yaml:"label" json:"label,omitempty" doc:"Filesystem label."`
 	UUID    string   `yaml:"uuid" json:"uuid,omitempty" doc:"Filesystem UUID. Default: derived from the stage key."`

@@ -36,6 +36,10 @@ type diskPart struct {
 	uuid     string // filesystem UUID (vfat: the volume id, XXXX-XXXX)
 	partUUID string // GPT partition GUID
 	img      string // the filesystem image, before it is copied in
+	// mkdirs are mount points of other partitions, below this one's,
+	// that the tree lacks: made in the filesystem so they exist even
+	// while it is mounted read-only.
+	mkdirs []string
 }
 
 // buildDisk makes the disk without loop devices or mounts of the disk: each
@@ -120,6 +124,7 @@ func buildDisk(ctx context.Context, env stages.Env, raw json.RawMessage) error {
 	slices.SortStableFunc(order, func(a, b *diskPart) int { return mountDepth(b.Mount) - mountDepth(a.Mount) })
 	for i, d := range order {
 		d.img = filepath.Join(work, "part"+strconv.Itoa(i))
+		d.mkdirs = missingMountPoints(root, d, parts)
 		if err := buildPartFS(ctx, env, d, root, boot); err != nil {
 			return fmt.Errorf("partition %s: %w", d.Name, err)
 		}
@@ -263,6 +268,36 @@ func buildPartFS(ctx context.Context, env stages.Env, d *diskPart, root string, 
 	return fmt.Errorf("filesystem %s is not built yet in disk images", d.FS)
 }
 
+// missingMountPoints lists, relative to d's mount point, the mount points
+// of partitions below it that the tree has no directory for, parents
+// first.
+func missingMountPoints(root string, d *diskPart, parts []*diskPart) []string {
+	if d.Mount == "" || d.FS != "ext4" {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, o := range parts {
+		if o == d || o.Mount == "" || o.Mount == d.Mount {
+			continue
+		}
+		rel, ok := strings.CutPrefix(o.Mount, strings.TrimSuffix(d.Mount, "/")+"/")
+		if !ok {
+			continue
+		}
+		parts := strings.Split(rel, "/")
+		for i := range parts {
+			p := strings.Join(parts[:i+1], "/")
+			if !seen[p] && !exists(filepath.Join(root, d.Mount, p)) {
+				out = append(out, "/"+p)
+			}
+			seen[p] = true
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
+	return out
+}
+
 func mkfsExt4Part(ctx context.Context, env stages.Env, d *diskPart, src string) error {
 	if err := createSparse(d.img, d.span.Size); err != nil {
 		return err
@@ -297,6 +332,13 @@ func mkfsExt4Part(ctx context.Context, env stages.Env, d *diskPart, src string) 
 			}
 		}
 		return err
+	}
+	for _, dir := range d.mkdirs {
+		if err := env.RunHost(ctx, []string{"debugfs", "-w", "-R", "mkdir " + dir, d.img}, stages.RunOptions{
+			Env: []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(env.Epoch(), 10)},
+		}); err != nil {
+			return fmt.Errorf("mount point %s: %w", dir, err)
+		}
 	}
 	return ext4fs.ClampTimes(d.img, env.Epoch())
 }

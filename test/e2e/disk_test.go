@@ -143,6 +143,17 @@ func checkDisk(t *testing.T, img, table string, want []wantPart) []string {
 		switch w.fs {
 		case "ext4":
 			check = exec.Command("e2fsck", "-fn", part)
+			// Mount points of the partitions below exist in it.
+			for _, o := range want {
+				rel, ok := strings.CutPrefix(o.mount, strings.TrimSuffix(w.mount, "/")+"/")
+				if w.mount == "" || o.mount == w.mount || !ok {
+					continue
+				}
+				st, _ := exec.Command("debugfs", "-R", "stat /"+rel, part).CombinedOutput()
+				if !strings.Contains(string(st), "Type: directory") {
+					t.Errorf("partition %d (%s) has no directory %s for %s:\n%s", i+1, w.mount, rel, o.mount, st)
+				}
+			}
 		case "vfat":
 			check = exec.Command("fsck.vfat", "-n", part)
 		}

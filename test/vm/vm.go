@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +36,10 @@ type Options struct {
 	// Kernel, Initrd and Append boot a kernel directly (no disk needed),
 	// e.g. for network boot tests.
 	Kernel, Initrd, Append string
+	// NIC is the -nic value; it must be user-mode networking. Default
+	// "user,model=virtio-net-pci,restrict=on"; a network boot test adds
+	// tftp= and bootfile=.
+	NIC string
 	// Extra are further qemu arguments.
 	Extra []string
 }
@@ -62,10 +67,16 @@ func Start(t testing.TB, o Options) *Machine {
 	if o.CPUs == 0 {
 		o.CPUs = 2
 	}
+	if o.NIC == "" {
+		o.NIC = "user,model=virtio-net-pci,restrict=on"
+	}
+	if !strings.HasPrefix(o.NIC, "user,") && o.NIC != "user" {
+		t.Fatalf("vm: only user-mode networking, not -nic %s", o.NIC)
+	}
 	args := []string{
 		"-accel", "tcg", "-m", strconv.Itoa(o.Memory), "-smp", strconv.Itoa(o.CPUs),
 		"-display", "none", "-monitor", "none", "-serial", "file:" + m.serial,
-		"-nic", "user,model=virtio-net-pci,restrict=on", "-no-reboot",
+		"-nic", o.NIC, "-no-reboot",
 	}
 	if o.Disk != "" {
 		format := o.Format

@@ -13,7 +13,7 @@ import (
 // partition table with go-diskfs, a filesystem per partition from its
 // subtree, the generated fstab and the bootloader. Disk outputs (raw,
 // qcow2, vmdk, vhd) are made from it.
-var Disk = register(&Kind{Name: KindDisk, Version: 2, Describe: describeDisk})
+var Disk = register(&Kind{Name: KindDisk, Version: 3, Describe: describeDisk})
 
 // DiskParams is the layout with defaults applied.
 type DiskParams struct {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/imgplan/imgplan/pkg/manifest"
 	"github.com/imgplan/imgplan/pkg/stages"
@@ -140,6 +141,13 @@ boot
 		}
 		if err := os.Rename(filepath.Join(gdir, "BOOTX64.EFI"), filepath.Join(boot, "BOOTX64.EFI")); err != nil {
 			return nil, err
+		}
+		// mcopy keeps the times: the epoch's, for the same ESP every build.
+		epoch := time.Unix(env.Epoch(), 0)
+		for _, p := range []string{filepath.Join(boot, "BOOTX64.EFI"), boot, filepath.Dir(boot)} {
+			if err := os.Chtimes(p, epoch, epoch); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// An empty /tmp like the image's covers what grub-mkimage wrote.

@@ -345,3 +345,12 @@ func assertVirtualSize(t *testing.T, img string, size int64) {
 		t.Errorf("%s: virtual size %d, want %d", img, v.VirtualSize, size)
 	}
 }
+
+// TestReproducibleDisk: the debian-vm disk (gpt: GRUB's BIOS and EFI
+// images, a FAT ESP, an ext4 root with the generated fstab) is bit-for-bit
+// identical between two builds with clean stores.
+func TestReproducibleDisk(t *testing.T) {
+	dir := copyExample(t, "examples/debian-vm.yaml", "examples/files")
+	a, b := buildTwice(t, filepath.Join(dir, "debian-vm.yaml"), "--set", "outputs=[{type: raw, path: disk.raw}]")
+	assertSameBytes(t, a, b, "disk.raw")
+}

@@ -28,6 +28,12 @@ createrepo-c
 tzdata
 gpg
 gpg-agent
+fdisk
+gdisk
+dosfstools
+mtools
+xfsprogs
+ovmf
 "
 
 missing=""

@@ -169,6 +169,9 @@ func (v *validator) layout(l *Layout) {
 	if l.Table == "msdos" && len(l.Partitions) > 4 {
 		v.at(l.Meta, "partitions", "an msdos table holds at most 4 (primary) partitions; use gpt")
 	}
+	if strings.ContainsAny(l.Cmdline, "\n\r\x00") {
+		v.at(l.Meta, "cmdline", "the kernel command line is one line")
+	}
 	names := map[string]Position{}
 	mounts := map[string]Position{}
 	rest := Position{}
@@ -212,6 +215,9 @@ func (v *validator) layout(l *Layout) {
 		maxLabel, fsKnown := partFilesystems[fs]
 		if !fsKnown {
 			v.at(p.Meta, "fs", "unknown filesystem %q (ext4, xfs, vfat, swap, none)", fs)
+		} else if fs == "xfs" {
+			// Refused here rather than failing after the tree is built.
+			v.at(p.Meta, "fs", "xfs partitions are not built yet (use ext4)")
 		}
 		switch {
 		case typ == "swap" && fs != "swap", typ != "swap" && fs == "swap" && isKnown:
@@ -282,10 +288,30 @@ func (v *validator) layout(l *Layout) {
 	for _, size := range slices.Sorted(maps.Keys(sizes)) {
 		_, _, err := Spans(l, size, 0)
 		switch e := err.(type) {
+		case nil:
+			v.espSizes(l, size, sizes[size])
 		case *SpanError:
 			v.at(l.Partitions[e.Index].Meta, "size", "%s", e.describe(sizes[size]))
 		case *percentError:
 			v.at(l.Partitions[e.index].Meta, "size", "%s", e.Error())
+		}
+	}
+}
+
+// espSizes checks ESPs sized as a share of the disk, once the disk size
+// is known.
+func (v *validator) espSizes(l *Layout, size int64, label string) {
+	spans, _, err := Spans(l, size, 0)
+	if err != nil {
+		return
+	}
+	for i, p := range l.Partitions {
+		if p.TypeOf() == "esp" && p.Size.Bytes == 0 && spans[i].Size < MinESP {
+			what := "an ESP needs at least 33MiB for FAT32; it gets " + formatBytes(spans[i].Size)
+			if label != "" {
+				what += " of the disk size in " + label
+			}
+			v.at(p.Meta, "size", "%s", what)
 		}
 	}
 }

@@ -172,6 +172,7 @@ type Layout struct {
 	Table      string      `yaml:"table" json:"table" doc:"Partition table: msdos or gpt." required:"true"`
 	Size       *Size       `yaml:"size" json:"size,omitempty" doc:"Disk size. Default: the partitions' fixed sizes plus room for the tree in the rest partition."`
 	Partitions []Partition `yaml:"partitions" json:"partitions" doc:"Partitions, in disk order." required:"true"`
+	Cmdline    string      `yaml:"cmdline" json:"cmdline,omitempty" doc:"Kernel command line the boot loader passes after root=UUID=... ro (e.g. \"console=ttyS0,115200n8 quiet\")."`
 }
 
 // Partition is one partition of a Layout.
@@ -181,7 +182,7 @@ type Partition struct {
 	Name    string   `yaml:"name" json:"name" doc:"Unique name; the GPT partition name." required:"true"`
 	Size    Extent   `yaml:"size" json:"size" doc:"Size (\"430MiB\"), share of the disk (\"50%\"), or \"rest\" (at most one partition)." required:"true"`
 	Type    string   `yaml:"type" json:"type,omitempty" doc:"linux (default), swap, esp, bios_grub, a GPT type GUID, or an MBR type byte (\"0x83\")."`
-	FS      string   `yaml:"fs" json:"fs,omitempty" doc:"Filesystem: ext4, xfs, vfat, swap, or none. Default: ext4, swap for type swap, vfat for esp, none for bios_grub."`
+	FS      string   `yaml:"fs" json:"fs,omitempty" doc:"Filesystem: ext4, vfat, swap, or none (xfs is not built yet). Default: ext4, swap for type swap, vfat for esp, none for bios_grub."`
 	Mount   string   `yaml:"mount" json:"mount,omitempty" doc:"Mount point in the image; the subtree under it goes into this partition."`
 	Label   string   `yaml:"label" json:"label,omitempty" doc:"Filesystem label."`
 	UUID    string   `yaml:"uuid" json:"uuid,omitempty" doc:"Filesystem UUID. Default: derived from the stage key."`

@@ -13,7 +13,7 @@ import (
 // partition table with go-diskfs, a filesystem per partition from its
 // subtree, the generated fstab and the bootloader. Disk outputs (raw,
 // qcow2, vmdk, vhd) are made from it.
-var Disk = register(&Kind{Name: KindDisk, Version: 1, Describe: describeDisk})
+var Disk = register(&Kind{Name: KindDisk, Version: 3, Describe: describeDisk})
 
 // DiskParams is the layout with defaults applied.
 type DiskParams struct {
@@ -21,6 +21,8 @@ type DiskParams struct {
 	// Size is the disk size; 0 sizes the disk to fit the tree.
 	Size       int64             `json:"size,omitempty"`
 	Partitions []PartitionParams `json:"partitions"`
+	// Cmdline is the layout's kernel command line.
+	Cmdline string `json:"cmdline,omitempty"`
 }
 
 // PartitionParams is one partition with defaults applied.
@@ -50,7 +52,7 @@ func DiskSize(o manifest.Output, m *manifest.Manifest) int64 {
 
 func describeDisk(o manifest.Output, m *manifest.Manifest, c *stages.Context) (*stages.Description, error) {
 	l := m.Layout
-	p := &DiskParams{Table: l.Table, Size: DiskSize(o, m)}
+	p := &DiskParams{Table: l.Table, Size: DiskSize(o, m), Cmdline: strings.Join(strings.Fields(l.Cmdline), " ")}
 	var parts []string
 	for _, part := range l.Partitions {
 		flags := append([]string(nil), part.Flags...)

@@ -68,6 +68,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newValidateCmd(),
 		newPlanCmd(),
 		newApplyCmd(),
+		newDiffCmd(),
 		newGraphCmd(),
 		newSchemaCmd(),
 		newVersionCmd(),

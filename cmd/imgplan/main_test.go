@@ -151,3 +151,24 @@ func TestReferenceDocIsCurrent(t *testing.T) {
 		t.Errorf("%s is not current: run go test ./cmd/imgplan -update", path)
 	}
 }
+
+// TestDiffGolden pins imgplan diff in every format for pairs of manifest
+// revisions under testdata/diff/CASE/{old,new}.
+func TestDiffGolden(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	t.Setenv("IMGPLAN_DEB_BOOTSTRAP", "mmdebstrap")
+	cache := t.TempDir()
+	for _, c := range []string{"package-added", "config-edited", "partition-resized", "variant-base-changed"} {
+		for _, f := range []struct{ format, ext string }{{"text", "txt"}, {"markdown", "md"}, {"json", "json"}} {
+			t.Run(c+"."+f.ext, func(t *testing.T) {
+				dir := filepath.Join("testdata", "diff", c)
+				out, errOut, code := runCLI(t, "diff", filepath.Join(dir, "old", "web.yaml"), filepath.Join(dir, "new", "web.yaml"),
+					"--format", f.format, "--offline", "--cache-dir", cache)
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut)
+				}
+				golden(t, "diff-"+c+"."+f.ext, out)
+			})
+		}
+	}
+}

@@ -106,7 +106,8 @@ func diffSide(ctx context.Context, lf *loadFlags, sf *storeFlags, path, name str
 
 // materialise writes the git tree of the repository holding manifest at
 // rev into dir, keeping relative paths, and returns where the manifest is
-// in it. Everything the manifest reads through relative paths (bases,
+// in it. Git keeps only the executable bit of a file's mode: files come
+// out 0644 or 0755, as a checkout with umask 022 has them. Everything the manifest reads through relative paths (bases,
 // src files, trees, scripts) is then read as it was at rev.
 func materialise(ctx context.Context, manifestPath, rev, dir string) (string, error) {
 	abs, err := filepath.Abs(manifestPath)
@@ -129,7 +130,7 @@ func materialise(ctx context.Context, manifestPath, rev, dir string) (string, er
 	if _, err := gitOut(ctx, top, "rev-parse", "--verify", "--quiet", rev+"^{commit}"); err != nil {
 		return "", usageError{fmt.Errorf("--base %s: not a revision of %s", rev, top)}
 	}
-	archive := osexec.CommandContext(ctx, "git", "-C", top, "archive", "--format=tar", rev)
+	archive := osexec.CommandContext(ctx, "git", "-C", top, "-c", "tar.umask=0022", "archive", "--format=tar", rev)
 	extract := osexec.CommandContext(ctx, "tar", "-x", "-C", dir)
 	pipe, err := archive.StdoutPipe()
 	if err != nil {

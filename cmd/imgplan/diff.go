@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/imgplan/imgplan/pkg/diff"
 	"github.com/imgplan/imgplan/pkg/exec"
+	"github.com/imgplan/imgplan/pkg/stages"
 )
 
 func newDiffCmd() *cobra.Command {
@@ -101,7 +103,13 @@ func diffSide(ctx context.Context, lf *loadFlags, sf *storeFlags, path, name str
 	if err != nil {
 		return diff.Side{}, nil, err
 	}
-	return diff.Side{Name: name, Manifest: m, Plan: pl.plan}, pl, nil
+	side := diff.Side{Name: name, Manifest: m, Plan: pl.plan}
+	if l, err := stages.ReadLock(stages.LockPath(m.Path)); err == nil {
+		side.Lock = l
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return diff.Side{}, nil, err
+	}
+	return side, pl, nil
 }
 
 // materialise writes the git tree of the repository holding manifest at

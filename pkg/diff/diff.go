@@ -14,6 +14,7 @@ import (
 
 	"github.com/imgplan/imgplan/pkg/manifest"
 	"github.com/imgplan/imgplan/pkg/plan"
+	"github.com/imgplan/imgplan/pkg/stages"
 )
 
 // Format versions the JSON form of a Diff.
@@ -87,6 +88,8 @@ type Side struct {
 	Name     string
 	Manifest *manifest.Manifest
 	Plan     *plan.Plan
+	// Lock is the manifest's lock file, if it has one.
+	Lock *stages.Lock
 }
 
 // Compare returns what changes from old to new.
@@ -96,6 +99,7 @@ func Compare(old, new Side) *Diff {
 	d.Changes = append(d.Changes, fieldsChange("bootstrap", "bootstrap", a.Bootstrap, b.Bootstrap)...)
 	d.Changes = append(d.Changes, setChanges("packages", "", a.Packages.Install, b.Packages.Install)...)
 	d.Changes = append(d.Changes, setChanges("packages", "remove ", a.Packages.Remove, b.Packages.Remove)...)
+	d.Changes = append(d.Changes, lockChanges(old.Lock, new.Lock)...)
 	d.Changes = append(d.Changes, fieldsChange("system", "system", system(a), system(b))...)
 	d.Changes = append(d.Changes, fileChanges(a.Files, b.Files)...)
 	d.Changes = append(d.Changes, setChanges("fstab", "remove ", a.Fstab.Remove, b.Fstab.Remove)...)
@@ -562,4 +566,34 @@ func partFields(p manifest.Partition) map[string]string {
 	}
 	m["size"] = p.Size.String()
 	return m
+}
+
+// lockChanges reports pinned packages added, removed or at another
+// version (section "lock").
+func lockChanges(a, b *stages.Lock) []Change {
+	pins := func(l *stages.Lock) []stages.LockedPackage {
+		if l == nil {
+			return nil
+		}
+		return l.Packages
+	}
+	key := func(p stages.LockedPackage) string { return p.Name + ":" + p.Arch }
+	ka, kb := keyed(pins(a), key), keyed(pins(b), key)
+	var out []Change
+	for _, k := range kb.order {
+		pb := kb.items[k]
+		pa, ok := ka.items[k]
+		switch {
+		case !ok:
+			out = append(out, Change{Section: "lock", Item: k, Op: Added, Fields: []Field{{Name: "version", New: pb.Version}}})
+		case pa.Version != pb.Version || pa.SHA256 != pb.SHA256:
+			out = append(out, Change{Section: "lock", Item: k, Op: Changed, Fields: []Field{{Name: "version", Old: pa.Version, New: pb.Version}}})
+		}
+	}
+	for _, k := range ka.order {
+		if _, ok := kb.items[k]; !ok {
+			out = append(out, Change{Section: "lock", Item: k, Op: Removed, Fields: []Field{{Name: "version", Old: ka.items[k].Version}}})
+		}
+	}
+	return out
 }

@@ -46,6 +46,13 @@ func describePackages(m *manifest.Manifest, c *Context) (*Description, error) {
 		if err != nil {
 			return nil, err
 		}
+		if c.LockFile != "" {
+			lock, err := lockInput(c)
+			if err != nil {
+				return nil, err
+			}
+			d.Inputs = append(d.Inputs, lock)
+		}
 	}
 	var parts []string
 	if n := len(params.Install); n > 0 {

@@ -117,3 +117,23 @@ func TestCompareBuilt(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 }
+
+func TestLockChanges(t *testing.T) {
+	pin := func(name, version string) stages.LockedPackage {
+		return stages.LockedPackage{Name: name, Version: version, Arch: "amd64"}
+	}
+	a := &stages.Lock{Packages: []stages.LockedPackage{pin("curl", "7.88.1-10"), pin("nginx", "1.22.1-9"), pin("gone", "1")}}
+	b := &stages.Lock{Packages: []stages.LockedPackage{pin("curl", "7.88.1-11"), pin("nginx", "1.22.1-9"), pin("htop", "3.2")}}
+	got := lockChanges(a, b)
+	want := []Change{
+		{Section: "lock", Item: "curl:amd64", Op: Changed, Fields: []Field{{Name: "version", Old: "7.88.1-10", New: "7.88.1-11"}}},
+		{Section: "lock", Item: "htop:amd64", Op: Added, Fields: []Field{{Name: "version", New: "3.2"}}},
+		{Section: "lock", Item: "gone:amd64", Op: Removed, Fields: []Field{{Name: "version", Old: "1"}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	if got := lockChanges(nil, nil); len(got) != 0 {
+		t.Errorf("no locks: %+v", got)
+	}
+}

@@ -60,6 +60,9 @@ func newApplyCmd() *cobra.Command {
 			if outDir == "" {
 				outDir = filepath.Join("out", p.Name)
 			}
+			for _, n := range p.Notes {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: note: %s\n", p.Name, n)
+			}
 			toBuild, cached := p.Counts()
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d nodes, %d to build, %d cached\n", p.Name, len(p.Nodes), toBuild, cached)
 			opts := []exec.Option{exec.WithProgress(progress), exec.WithJobs(jobs), exec.WithSnapshotter(snapshotter),
@@ -90,6 +93,7 @@ func newApplyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&snapshotter, "snapshotter", "", "overlay or copy (default: overlay where it works)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "progress as text or json lines")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of build commands")
+	cmd.Flags().BoolVar(&lf.locked, "locked", false, "fail when the manifest's lock file is missing or stale instead of resolving packages")
 	return cmd
 }
 

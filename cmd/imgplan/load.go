@@ -10,6 +10,9 @@ import (
 // loadFlags are the flags of every command that reads a manifest.
 type loadFlags struct {
 	sets []string
+	// locked fails when the manifest's lock is missing or stale; noLock
+	// ignores any lock (imgplan lock resolves afresh).
+	locked, noLock bool
 }
 
 func (f *loadFlags) register(cmd *cobra.Command) {

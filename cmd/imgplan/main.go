@@ -68,6 +68,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newValidateCmd(),
 		newPlanCmd(),
 		newApplyCmd(),
+		newDiffCmd(),
+		newLockCmd(),
 		newGraphCmd(),
 		newCacheCmd(),
 		newSchemaCmd(),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,5 +150,75 @@ func TestReferenceDocIsCurrent(t *testing.T) {
 	want, err := os.ReadFile(path)
 	if err != nil || string(want) != out {
 		t.Errorf("%s is not current: run go test ./cmd/imgplan -update", path)
+	}
+}
+
+// TestDiffGolden pins imgplan diff in every format for pairs of manifest
+// revisions under testdata/diff/CASE/{old,new}.
+func TestDiffGolden(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	t.Setenv("IMGPLAN_DEB_BOOTSTRAP", "mmdebstrap")
+	cache := t.TempDir()
+	for _, c := range []string{"package-added", "config-edited", "partition-resized", "variant-base-changed"} {
+		for _, f := range []struct{ format, ext string }{{"text", "txt"}, {"markdown", "md"}, {"json", "json"}} {
+			t.Run(c+"."+f.ext, func(t *testing.T) {
+				dir := filepath.Join("testdata", "diff", c)
+				out, errOut, code := runCLI(t, "diff", filepath.Join(dir, "old", "web.yaml"), filepath.Join(dir, "new", "web.yaml"),
+					"--format", f.format, "--offline", "--cache-dir", cache)
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut)
+				}
+				golden(t, "diff-"+c+"."+f.ext, out)
+			})
+		}
+	}
+}
+
+// TestDiffBaseGit runs diff --base on a git repository made here, with a
+// manifest that needs no network: the old side is read from the commit,
+// the new from the working tree, and a bad revision is a usage error.
+func TestDiffBaseGit(t *testing.T) {
+	if _, err := osexec.LookPath("git"); err != nil {
+		t.Skip("needs git (scripts/deps.sh installs it)")
+	}
+	dir := t.TempDir()
+	write := func(name, s string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git := func(args ...string) {
+		t.Helper()
+		out, err := osexec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@localhost"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	write("img/root/etc/os-release", "ID=tiny\n")
+	write("img/conf/motd", "hello\n")
+	write("img/m.yaml", "apiVersion: imgplan/v1\nname: t\nbootstrap: {distro: directory, source: root}\nfiles:\n  - {dest: /etc/motd, src: conf/motd}\noutputs:\n  - {type: tar}\n")
+	git("init", "-q")
+	git("add", ".")
+	git("commit", "-q", "-m", "one")
+	write("img/conf/motd", "hello, world\n")
+	out, errOut, code := runCLI(t, "diff", "--base", "HEAD", filepath.Join(dir, "img/m.yaml"), "--offline", "--cache-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, s := range []string{"m.yaml@HEAD → ", "~ /etc/motd", "-hello\n", "+hello, world\n", "cached   bootstrap", "rebuild  files"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("diff lacks %q:\n%s", s, out)
+		}
+	}
+	if _, errOut, code := runCLI(t, "diff", "--base", "no-such-rev", filepath.Join(dir, "img/m.yaml"), "--offline", "--cache-dir", t.TempDir()); code != exitInvalid || !strings.Contains(errOut, "not a revision") {
+		t.Errorf("bad revision: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := runCLI(t, "diff", "--base", "HEAD", filepath.Join(t.TempDir(), "x.yaml")); code == 0 {
+		t.Errorf("manifest outside git: exit 0: %s", errOut)
 	}
 }

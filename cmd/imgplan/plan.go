@@ -63,6 +63,7 @@ func newPlanCmd() *cobra.Command {
 	lf.register(cmd)
 	sf.register(cmd)
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
+	cmd.Flags().BoolVar(&lf.locked, "locked", false, "fail when the manifest's lock file is missing or stale")
 	return cmd
 }
 

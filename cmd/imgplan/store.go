@@ -58,6 +58,11 @@ func compileWithStore(ctx context.Context, lf *loadFlags, sf *storeFlags, path s
 		return nil, usageError{fmt.Errorf("IMGPLAN_DEB_BOOTSTRAP=%q: mmdebstrap or debootstrap", tool)}
 	}
 	opts := []plan.Option{plan.WithHostApt(host), plan.WithDebBootstrapper(tool)}
+	lockOpts, err := lockOptions(lf, m)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, lockOpts...)
 	for _, n := range notes {
 		opts = append(opts, plan.WithNote(n))
 	}

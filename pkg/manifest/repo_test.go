@@ -2,6 +2,7 @@ package manifest_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imgplan/imgplan/pkg/manifest"
@@ -16,7 +17,11 @@ func TestRepositoryManifests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, m...)
+		for _, f := range m {
+			if !strings.HasSuffix(f, ".lock.yaml") { // lock files, not manifests
+				files = append(files, f)
+			}
+		}
 	}
 	if len(files) == 0 {
 		t.Skip("no manifests yet")

@@ -19,6 +19,7 @@ type options struct {
 	notes   []string
 
 	debBootstrapper string
+	lockFile        string
 }
 
 // WithFiles shares a digest cache between compilations (variants of one
@@ -39,6 +40,10 @@ func WithIndex(index func(url string) (digest.Digest, error)) Option {
 // (mmdebstrap or debootstrap).
 func WithDebBootstrapper(tool string) Option { return func(o *options) { o.debBootstrapper = tool } }
 
+// WithLock installs the packages pinned in the lock file at path
+// (stages.Lock); its digest joins the packages node's key.
+func WithLock(path string) Option { return func(o *options) { o.lockFile = path } }
+
 // WithNote adds a note the plan shows its reader.
 func WithNote(note string) Option { return func(o *options) { o.notes = append(o.notes, note) } }
 
@@ -56,7 +61,7 @@ func Compile(m *manifest.Manifest, opts ...Option) (*Plan, error) {
 	if o.files == nil {
 		o.files = digest.NewFiles()
 	}
-	c := &stages.Context{Files: o.files, HostApt: o.hostApt, Index: o.index, DebBootstrapper: o.debBootstrapper}
+	c := &stages.Context{Files: o.files, HostApt: o.hostApt, Index: o.index, DebBootstrapper: o.debBootstrapper, LockFile: o.lockFile}
 	if m.Epoch != nil {
 		c.Epoch = *m.Epoch
 	}

@@ -62,7 +62,11 @@ func aptPackages(ctx context.Context, env Env, p *PackagesParams) error {
 			return fmt.Errorf("apt-get update: %w", err)
 		}
 	}
-	if len(p.Install) > 0 {
+	if lock, err := env.Input(LockRole); err == nil {
+		if err := aptLocked(lock, lists, debs, apt); err != nil {
+			return err
+		}
+	} else if len(p.Install) > 0 {
 		if err := apt(append([]string{"install"}, p.Install...)...); err != nil {
 			return fmt.Errorf("apt-get install: %w", err)
 		}

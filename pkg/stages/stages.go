@@ -41,6 +41,9 @@ type Context struct {
 	// the keys of the stages that install from it. Nil plans offline:
 	// index digests are then not part of the keys.
 	Index func(url string) (digest.Digest, error)
+	// LockFile is the manifest's lock file (lock.go) when packages are
+	// installed from it; its digest joins the packages node's key.
+	LockFile string
 }
 
 // indexInputs returns an input per repository index, by URL.

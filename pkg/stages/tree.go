@@ -124,6 +124,9 @@ func installedPackages(ctx context.Context, env Env) (*PackageList, error) {
 	return pl, nil
 }
 
+// ParseDpkgStatus lists the installed packages of a dpkg status file.
+func ParseDpkgStatus(b []byte) []Package { return parseDpkgStatus(b) }
+
 // parseDpkgStatus lists the installed packages of a dpkg status file.
 func parseDpkgStatus(b []byte) []Package {
 	out := []Package{}

@@ -77,7 +77,7 @@ func imgplan(t *testing.T, out string, args ...string) result {
 func imgplanStore(t *testing.T, storeDir string, args ...string) result {
 	t.Helper()
 	full := append([]string{}, args...)
-	if len(args) > 0 && (args[0] == "apply" || args[0] == "plan") {
+	if len(args) > 0 && (args[0] == "apply" || args[0] == "plan" || args[0] == "diff" || args[0] == "lock") {
 		full = append(full, "--cache-dir", storeDir)
 	}
 	var out string

@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,9 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/imgplan/imgplan/test/vm"
 )
 
 // pxeMarker is a unit in the test's image that reports, on the serial
@@ -55,9 +53,6 @@ WantedBy=multi-user.target
 // an overlay on the squashfs, that a write lands in the tmpfs, and that
 // boot waited for no device.
 func TestPXEOverlaySquashfs(t *testing.T) {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Fatal("qemu-system-x86_64 is missing (scripts/deps.sh installs it)")
-	}
 	dir := copyExample(t, "examples/debian-diskless.yaml")
 	nonce := fmt.Sprintf("%d", time.Now().UnixNano())
 	write(t, filepath.Join(dir, "marker"), strings.NewReplacer("LOWER", "/run/imgplan/lower", "RW", "/run/imgplan/rw", "UPPER", "/run/imgplan/rw/upper").Replace(pxeMarker))
@@ -108,24 +103,16 @@ outputs:
 		t.Errorf("README.txt lacks the command line or sizes:\n%s", sum)
 	}
 
-	// HTTP: a server on loopback, which the guest reaches as 10.0.2.2.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(bundle))}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
-	httpCmdline := regexp.MustCompile(`imgplan\.root=\S+`).ReplaceAllString(cmdline[1],
-		fmt.Sprintf("imgplan.root=http://10.0.2.2:%d/root.squashfs", port))
+	// HTTP: a server on loopback, which the guest reaches as 10.0.2.100;
+	// the command line is changed as a PXE server's admin would.
+	httpCmdline := regexp.MustCompile(`imgplan\.root=\S+`).ReplaceAllString(cmdline[1], "imgplan.root=http://10.0.2.100/root.squashfs")
 	t.Run("http", func(t *testing.T) {
-		checkPXEBoot(t, bundle, httpCmdline, "user,id=n0", nonce)
+		checkPXEBoot(t, bundle, httpCmdline, pxeHTTP(t, bundle), nonce)
 	})
 	// TFTP: the command line as built (the server DHCP named), QEMU's TFTP
 	// server serving the bundle.
 	t.Run("tftp", func(t *testing.T) {
-		checkPXEBoot(t, bundle, cmdline[1], "user,id=n0,tftp="+bundle, nonce)
+		checkPXEBoot(t, bundle, cmdline[1], "user,model=virtio-net-pci,restrict=on,tftp="+bundle, nonce)
 	})
 }
 
@@ -133,16 +120,18 @@ func checkPXEBoot(t *testing.T, bundle, cmdline, netdev, nonce string) {
 	checkPXEBootFS(t, bundle, cmdline, netdev, nonce, "squashfs")
 }
 
-func checkPXEBootFS(t *testing.T, bundle, cmdline, netdev, nonce, lowerFS string) {
-	line, console, err := bootQEMU(t, 8*time.Minute, regexp.MustCompile(`IMGPLAN-PXE-OK .*`),
-		"-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-monitor", "none",
-		"-kernel", filepath.Join(bundle, "vmlinuz"), "-initrd", filepath.Join(bundle, "initrd.img"),
-		"-append", cmdline+" panic=-1",
-		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0")
+func checkPXEBootFS(t *testing.T, bundle, cmdline, nic, nonce, lowerFS string) {
+	m := vm.Start(t, vm.Options{
+		Memory: 1024, Kernel: filepath.Join(bundle, "vmlinuz"), Initrd: filepath.Join(bundle, "initrd.img"),
+		Append: cmdline + " panic=-1", NIC: nic,
+	})
+	start := time.Now()
+	match, err := m.Wait(regexp.MustCompile(`IMGPLAN-PXE-OK [^\r\n]*`), 8*time.Minute)
 	if err != nil {
-		t.Fatalf("%v; console:\n%s", err, tailLines(console, 40))
+		t.Fatalf("%v; console:\n%s", err, tailLines(m.Serial(), 40))
 	}
-	t.Logf("guest: %s", line)
+	line := strings.TrimSpace(match[0])
+	t.Logf("guest after %s: %s", time.Since(start).Round(time.Second), line)
 	for _, want := range []string{"key=" + nonce, "root=overlay", "lower=" + lowerFS, "rw=tmpfs", "written=yes", "upper=yes", "timeouts=0", "devjobs=0", "fstab=0"} {
 		if !strings.Contains(" "+line+" ", " "+want+" ") {
 			t.Errorf("guest reported %q, want %s", line, want)
@@ -150,66 +139,19 @@ func checkPXEBootFS(t *testing.T, bundle, cmdline, netdev, nonce, lowerFS string
 	}
 }
 
-// bootQEMU runs qemu-system-x86_64 with args (no disk of the host's, no
-// network but QEMU's user mode), waits up to timeout for a console line
-// matching marker, and always kills QEMU before returning. It returns the
-// line and the console output.
-func bootQEMU(t *testing.T, timeout time.Duration, marker *regexp.Regexp, args ...string) (string, string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-	stdout, err := cmd.StdoutPipe()
+// pxeHTTP serves dir over HTTP on loopback and returns the -nic value
+// under which the guest reaches it, and only it, as http://10.0.2.100
+// (user-mode networking restricted to QEMU's own services, plus a
+// forward of that one address to the server).
+func pxeHTTP(t *testing.T, dir string) (nic string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", "", err
+		t.Fatal(err)
 	}
-	cmd.Stderr = cmd.Stdout
-	cmd.Stdin = nil
-	if err := cmd.Start(); err != nil {
-		return "", "", err
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	var mu sync.Mutex
-	var console strings.Builder
-	found := make(chan string, 1)
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		r := bufio.NewReader(stdout)
-		for {
-			l, err := r.ReadString('\n')
-			mu.Lock()
-			console.WriteString(l)
-			mu.Unlock()
-			if m := marker.FindString(l); m != "" {
-				found <- strings.TrimSpace(m)
-				io.Copy(io.Discard, r)
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	start := time.Now()
-	select {
-	case line := <-found:
-		t.Logf("marker after %s", time.Since(start).Round(time.Second))
-		mu.Lock()
-		defer mu.Unlock()
-		return line, console.String(), nil
-	case <-ended:
-		mu.Lock()
-		defer mu.Unlock()
-		return "", console.String(), fmt.Errorf("QEMU ended after %s without %q on the console", time.Since(start).Round(time.Second), marker)
-	case <-ctx.Done():
-		mu.Lock()
-		defer mu.Unlock()
-		return "", console.String(), fmt.Errorf("no %q on the console within %s", marker, timeout)
-	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return fmt.Sprintf("user,model=virtio-net-pci,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:%s", ln.Addr())
 }
 
 func tailLines(s string, n int) string {
@@ -223,7 +165,7 @@ func tailLines(s string, n int) string {
 // TestPXEDracutLive builds examples/debian-dracut-live.yaml's pxe bundle
 // (dracut with its live and network modules, an ext4 root.img) and boots
 // it diskless in QEMU: dracut fetches root.img over HTTP from a server on
-// loopback (root=live:http://10.0.2.2:PORT/root.img) and mounts it under
+// loopback (root=live:http://10.0.2.100/root.img) and mounts it under
 // an overlay with a tmpfs upper layer (dmsquash-live's /run/rootfsbase and
 // /run/overlayfs).
 func TestPXEDracutLive(t *testing.T) {
@@ -231,11 +173,6 @@ func TestPXEDracutLive(t *testing.T) {
 	nonce := fmt.Sprintf("%d", time.Now().UnixNano())
 	write(t, filepath.Join(dir, "marker"), strings.NewReplacer("LOWER", "/run/rootfsbase", "RW", "/run/overlayfs", "UPPER", "/run/overlayfs").Replace(pxeMarker))
 	write(t, filepath.Join(dir, "marker.service"), pxeMarkerUnit)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
 	m := filepath.Join(dir, "live.yaml")
 	write(t, m, `apiVersion: imgplan/v1
 name: e2e-dracut-live
@@ -252,17 +189,12 @@ fstab:
     - {spec: /dev/vdb1, file: none, type: swap}
 `)
 	out := t.TempDir()
-	apply(t, m, out, "--set", fmt.Sprintf("outputs[0].server=http://10.0.2.2:%d/live", port))
+	apply(t, m, out, "--set", "outputs[0].server=http://10.0.2.100/")
 	bundle := filepath.Join(out, "pxe")
-	mux := http.NewServeMux()
-	mux.Handle("/live/", http.StripPrefix("/live/", http.FileServer(http.Dir(bundle))))
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
 
 	def := readFile(t, bundle, "pxelinux.cfg/default")
 	cmdline := regexp.MustCompile(`(?m)^\s*APPEND (.*)$`).FindStringSubmatch(def)
-	want := fmt.Sprintf("root=live:http://10.0.2.2:%d/live/root.img", port)
+	want := "root=live:http://10.0.2.100/root.img"
 	if cmdline == nil || !strings.Contains(cmdline[1], want) {
 		t.Fatalf("pxelinux.cfg/default does not boot %s:\n%s", want, def)
 	}
@@ -270,7 +202,7 @@ fstab:
 	if err != nil {
 		t.Fatalf("e2fsck -fn root.img: %v\n%s", err, out2)
 	}
-	checkPXEBootFS(t, bundle, cmdline[1], "user,id=n0", nonce, "ext4")
+	checkPXEBootFS(t, bundle, cmdline[1], pxeHTTP(t, bundle), nonce, "ext4")
 }
 
 // TestManifestDiskless builds manifests/debian12-diskless.yaml's pxe

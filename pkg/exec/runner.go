@@ -177,12 +177,12 @@ func (e *childEnv) build(ctx context.Context, k kindInfo) (err error) {
 func (e *childEnv) Root() *fsroot.Root { return e.root }
 
 func (e *childEnv) Run(ctx context.Context, argv []string, o stages.RunOptions) error {
-	cmd := e.c.Command(ctx, e.j.Target, argv, sandbox.CmdOptions{Env: o.Env, Stdin: o.Stdin, Stdout: o.Stdout, Dir: o.Dir, Epoch: e.j.Epoch})
+	cmd := e.c.Command(ctx, e.j.Target, argv, sandbox.CmdOptions{Env: o.Env, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Dir: o.Dir, Epoch: e.j.Epoch})
 	return runCmd(cmd, argv)
 }
 
 func (e *childEnv) RunHost(ctx context.Context, argv []string, o stages.RunOptions) error {
-	cmd := e.c.HostCommand(ctx, argv, sandbox.CmdOptions{Env: o.Env, Stdin: o.Stdin, Stdout: o.Stdout, Dir: o.Dir, Epoch: e.j.Epoch})
+	cmd := e.c.HostCommand(ctx, argv, sandbox.CmdOptions{Env: o.Env, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Dir: o.Dir, Epoch: e.j.Epoch})
 	return runCmd(cmd, argv)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,7 +171,25 @@ func (d *dnf) run(ctx context.Context, args ...string) error {
 	argv := []string{"dnf", "-y", "--installroot=" + d.env.Root().Dir(), "--config=" + d.conf,
 		"--setopt=reposdir=" + d.repos, "--releasever=" + d.s.Release, "--forcearch=" + d.s.Arch}
 	argv = append(argv, args...)
-	if err := d.env.RunHost(ctx, argv, d.hostOpts(nil)); err != nil {
+	// dnf's own "Error: ..." lines join the error: its buffered standard
+	// output lands in the build log after them, so the log's tail may not
+	// show them.
+	var stderr bytes.Buffer
+	o := d.hostOpts(nil)
+	o.Stderr = io.MultiWriter(os.Stderr, &stderr)
+	if err := d.env.RunHost(ctx, argv, o); err != nil {
+		var why []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.HasPrefix(l, "Error") || strings.Contains(l, "GPG") || strings.HasPrefix(l, "No match") || strings.HasPrefix(l, " Problem") {
+				why = append(why, strings.TrimSpace(l))
+			}
+		}
+		if len(why) > 10 {
+			why = why[len(why)-10:]
+		}
+		if len(why) > 0 {
+			return fmt.Errorf("dnf %s: %w: %s", args[0], err, strings.Join(why, "; "))
+		}
 		return fmt.Errorf("dnf %s: %w", args[0], err)
 	}
 	return d.cleanLogs()

@@ -55,5 +55,6 @@ type RunOptions struct {
 	Env    []string
 	Stdin  io.Reader
 	Stdout io.Writer // default: the build log
+	Stderr io.Writer // default: the build log
 	Dir    string    // working directory (in the image for Run)
 }

@@ -575,6 +575,7 @@ func TestCentOS63(t *testing.T) {
 	// repository's key, and not without it.
 	key := filepath.Join(filepath.Dir(dir), "RPM-GPG-KEY-fixture")
 	r := imgplan(t, t.TempDir(), "apply", filepath.Join(repo, "manifests/centos63-db.yaml"), "--set", "bootstrap.mirror="+mirror, "--set", "bootstrap.gpgcheck=true")
+	t.Logf("gpgcheck without the key:\n%s", r.err)
 	if r.code != 1 || !strings.Contains(r.err, "FAILED  bootstrap") || !strings.Contains(r.err, "GPG") {
 		t.Errorf("gpgcheck without the key: exit %d, want 1 from the bootstrap\n%s", r.code, r.err)
 	}

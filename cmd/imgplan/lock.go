@@ -29,7 +29,7 @@ func newLockCmd() *cobra.Command {
 			"apply, plan and diff then install from the lock: exactly those versions, each\n" +
 			"download checked against the checksum. A lock whose manifest's package list or\n" +
 			"sources changed is stale: apply says so and resolves afresh, or with --locked\n" +
-			"fails. apt (Debian, Ubuntu) only for now.",
+			"fails. apt (Debian, Ubuntu) and dnf (CentOS, Rocky, Fedora) images.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lf.noLock = true
@@ -51,8 +51,9 @@ func lockManifest(ctx context.Context, log io.Writer, lf *loadFlags, sf *storeFl
 	if err != nil {
 		return "", err
 	}
-	if f := m.Bootstrap.Family(); f != manifest.FamilyDeb {
-		return "", fmt.Errorf("lock: %s: only apt (Debian-family) manifests can be locked yet, not %s", path, f)
+	family := m.Bootstrap.Family()
+	if family != manifest.FamilyDeb && family != manifest.FamilyRPM {
+		return "", fmt.Errorf("lock: %s: a %s bootstrap has no package manager to lock", path, family)
 	}
 	pl, err := compileWithStore(ctx, lf, sf, path, true)
 	if err != nil {
@@ -61,7 +62,7 @@ func lockManifest(ctx context.Context, log io.Writer, lf *loadFlags, sf *storeFl
 	lockPath := stages.LockPath(m.Path)
 	pn := pl.plan.Node("packages")
 	if pn == nil {
-		l := &stages.Lock{Format: stages.LockFormat, Manager: "apt", Inputs: stages.LockInputs(m), Packages: []stages.LockedPackage{}}
+		l := &stages.Lock{Format: stages.LockFormat, Manager: stages.LockManager(family), Inputs: stages.LockInputs(m), Packages: []stages.LockedPackage{}}
 		return lockPath, l.Write(lockPath)
 	}
 	sub := upTo(pl.plan, pn.ID)
@@ -75,6 +76,13 @@ func lockManifest(ctx context.Context, log io.Writer, lf *loadFlags, sf *storeFl
 		return "", fmt.Errorf("lock: building the packages stage: %w", err)
 	}
 	fmt.Fprintf(log, "%s: built %d, cached %d\n", path, rep.Built, rep.Cached)
+	if family == manifest.FamilyRPM {
+		l, err := resolveRPMLock(ctx, pl.store, sub, pn, m)
+		if err != nil {
+			return "", fmt.Errorf("lock: %w", err)
+		}
+		return lockPath, l.Write(lockPath)
+	}
 	after, err := dpkgStatus(pl.store, sub, pn.ID)
 	if err != nil {
 		return "", err
@@ -145,6 +153,82 @@ func dpkgStatus(store *exec.Store, p *plan.Plan, id string) ([]byte, error) {
 	return nil, fmt.Errorf("lock: no node %s", id)
 }
 
+// resolveRPMLock pins what the packages node pn installed: its rpm
+// database against its parent's, with the locations and checksums of
+// the repositories' metadata in the store's dnf cache.
+func resolveRPMLock(ctx context.Context, store *exec.Store, p *plan.Plan, pn *plan.Node, m *manifest.Manifest) (*stages.Lock, error) {
+	var params stages.PackagesParams
+	if err := stages.DecodeParams(pn.Params, &params); err != nil {
+		return nil, err
+	}
+	if params.RPM == nil {
+		return nil, fmt.Errorf("the packages stage has no dnf setup")
+	}
+	after, err := rpmPackagesAt(ctx, store, p, pn.ID)
+	if err != nil {
+		return nil, err
+	}
+	before, err := rpmPackagesAt(ctx, store, p, pn.Parents[0])
+	if err != nil {
+		return nil, err
+	}
+	cache, err := store.DownloadDir("dnf/" + params.RPM.Distro + "/" + params.RPM.Arch)
+	if err != nil {
+		return nil, err
+	}
+	return stages.ResolveRPMLock(m, params.RPM, before, after, cache)
+}
+
+// rpmPackagesAt lists the rpm database of the tree as of node id: that of
+// the nearest layer, going up the chain, that holds one, read from a copy
+// (rpm writes its lock file beside the database).
+func rpmPackagesAt(ctx context.Context, store *exec.Store, p *plan.Plan, id string) ([]stages.RPMPackage, error) {
+	for n := p.Node(id); n != nil; {
+		obj, err := store.Get(n.Key)
+		if err != nil {
+			return nil, err
+		}
+		db := filepath.Join(obj.Data(), "var/lib/rpm")
+		if stages.HasRPMDB(db) {
+			tmp, err := os.MkdirTemp("", "imgplan-rpmdb-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(tmp)
+			if err := copyRegularFiles(db, tmp); err != nil {
+				return nil, err
+			}
+			return stages.ListRPMDB(ctx, tmp)
+		}
+		if len(n.Parents) == 0 {
+			break
+		}
+		n = p.Node(n.Parents[0])
+	}
+	return nil, fmt.Errorf("no rpm database in /var/lib/rpm of the tree of %s", id)
+}
+
+// copyRegularFiles copies the regular files directly in src to dst.
+func copyRegularFiles(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // nativeArch is the architecture of the dpkg package in a status file.
 func nativeArch(status []byte) string {
 	for _, pkg := range stages.ParseDpkgStatus(status) {
@@ -173,10 +257,10 @@ func lockOptions(lf *loadFlags, m *manifest.Manifest) ([]plan.Option, error) {
 	case err != nil:
 		return nil, err
 	}
-	if m.Bootstrap.Family() != manifest.FamilyDeb {
-		return nil, fmt.Errorf("%s: only apt (Debian-family) manifests can be locked yet", path)
-	}
 	if err := stages.CheckLock(l, m, path); err != nil {
+		if !errors.Is(err, stages.ErrStaleLock) {
+			return nil, err
+		}
 		if lf.locked {
 			return nil, fmt.Errorf("--locked: %w", err)
 		}

@@ -3,6 +3,7 @@ package stages
 import (
 	"archive/tar"
 	"bufio"
+	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
@@ -48,7 +49,8 @@ func untarBootstrap(_ context.Context, env Env, p *BootstrapParams) error {
 	return nil
 }
 
-// decompress wraps r by compression name (none, gzip, xz, zstd).
+// decompress wraps r by compression name (none, gzip, xz, zstd; bzip2
+// for RPM repository metadata).
 func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 	switch compression {
 	case "none", "":
@@ -64,6 +66,8 @@ func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 			return nil, err
 		}
 		return z.IOReadCloser(), nil
+	case "bzip2":
+		return io.NopCloser(bzip2.NewReader(r)), nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", compression)
 }

@@ -168,7 +168,10 @@ func (d *dnf) config() (string, error) {
 
 // run runs one dnf command against the image.
 func (d *dnf) run(ctx context.Context, args ...string) error {
-	argv := []string{"dnf", "-y", "--installroot=" + d.env.Root().Dir(), "--config=" + d.conf,
+	// --refresh: dnf takes cached metadata younger than metadata_expire
+	// (0: one second) as current, but the key names the repomd.xml the
+	// plan fetched, so dnf must read it again.
+	argv := []string{"dnf", "-y", "--refresh", "--installroot=" + d.env.Root().Dir(), "--config=" + d.conf,
 		"--setopt=reposdir=" + d.repos, "--releasever=" + d.s.Release, "--forcearch=" + d.s.Arch}
 	argv = append(argv, args...)
 	// dnf's own "Error: ..." lines join the error: its buffered standard

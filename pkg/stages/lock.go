@@ -45,15 +45,18 @@ type Lock struct {
 }
 
 // LockedPackage is one pinned package. Filename is its path in the
-// archive (as in the archive's Packages index), relative to the archive's
-// base URL, which comes from the manifest's sources and is not written
-// here.
+// archive (as in the archive's Packages index, or an RPM repository's
+// primary metadata), relative to the repository's base URL, which comes
+// from the manifest's sources and is not written here. Repo is the RPM
+// repository's id (the distro's name for the bootstrap mirror). An RPM
+// package's version is [epoch:]version-release.
 type LockedPackage struct {
 	Name     string `yaml:"name"`
 	Version  string `yaml:"version"`
 	Arch     string `yaml:"arch"`
 	SHA256   string `yaml:"sha256"`
 	Filename string `yaml:"filename,omitempty"`
+	Repo     string `yaml:"repo,omitempty"`
 }
 
 // LockPath is where the lock of the manifest at path lives: x.yaml's is
@@ -65,7 +68,8 @@ func LockPath(manifestPath string) string {
 
 // LockInputs is the digest of the parts of a manifest that decide which
 // packages the packages stage installs: the distribution, its sources as
-// written, the bootstrap's packages and the install and remove lists.
+// written, the bootstrap's packages (and, for RPM, groups and excludes)
+// and the install and remove lists.
 // The host's default sources are left out, so a lock is not stale on
 // another host.
 func LockInputs(m *manifest.Manifest) digest.Digest {
@@ -75,10 +79,14 @@ func LockInputs(m *manifest.Manifest) digest.Digest {
 		Components, BootstrapPackages          []string
 		Repos                                  []string
 		Install, Remove                        []string
+		// RPM only; left out when empty, so apt locks keep their digest.
+		Groups  []string `json:",omitempty"`
+		Exclude []string `json:",omitempty"`
 	}{
 		Distro: b.Distro, Release: b.Release, Arch: string(b.Arch), Mirror: b.Mirror, Variant: b.Variant,
 		Components: b.Components, BootstrapPackages: sortedCopy(b.Packages),
 		Install: sortedCopy(m.Packages.Install), Remove: sortedCopy(m.Packages.Remove),
+		Groups: sortedCopy(b.Groups), Exclude: sortedCopy(b.Exclude),
 	}
 	for _, r := range b.Repos {
 		v.Repos = append(v.Repos, strings.Join(append([]string{r.Name, r.URL, r.Suite}, r.Components...), " "))
@@ -102,12 +110,15 @@ func ReadLock(path string) (*Lock, error) {
 	if l.Format != LockFormat {
 		return nil, fmt.Errorf("%s: format %q, want %q", path, l.Format, LockFormat)
 	}
-	if l.Manager != "apt" {
-		return nil, fmt.Errorf("%s: manager %q: only apt locks are supported", path, l.Manager)
+	if l.Manager != "apt" && l.Manager != "dnf" {
+		return nil, fmt.Errorf("%s: manager %q: want apt or dnf", path, l.Manager)
 	}
 	for i, p := range l.Packages {
 		if p.Name == "" || p.Version == "" || len(p.SHA256) != 64 {
 			return nil, fmt.Errorf("%s: package %d: name, version and a sha256 of 64 hex digits are required", path, i+1)
+		}
+		if l.Manager == "dnf" && (p.Arch == "" || p.Filename == "") {
+			return nil, fmt.Errorf("%s: package %d (%s): a dnf lock needs its arch and filename", path, i+1, p.Name)
 		}
 	}
 	return &l, nil
@@ -131,6 +142,9 @@ func (l *Lock) Write(path string) error {
 // CheckLock reports ErrStaleLock when l was resolved from other inputs
 // than m's.
 func CheckLock(l *Lock, m *manifest.Manifest, path string) error {
+	if want := LockManager(m.Bootstrap.Family()); l.Manager != want {
+		return fmt.Errorf("%s is a %s lock; %s installs with %s", path, l.Manager, m.Path, want)
+	}
 	if l.Inputs != LockInputs(m) {
 		return fmt.Errorf("%w: %s was written for another package list or sources than %s has now; run imgplan lock", ErrStaleLock, path, m.Path)
 	}

@@ -40,7 +40,7 @@ func TestLockInputs(t *testing.T) {
 	if LockInputs(other) != base {
 		t.Error("the hostname changes the lock inputs")
 	}
-	l := &Lock{Inputs: base}
+	l := &Lock{Manager: "apt", Inputs: base}
 	if err := CheckLock(l, m("nginx", "curl", "htop"), "x.lock.yaml"); !errors.Is(err, ErrStaleLock) {
 		t.Errorf("CheckLock of a changed list: %v", err)
 	}
@@ -157,6 +157,29 @@ func TestAptLockedChecks(t *testing.T) {
 		err := aptLocked(path, lists, t.TempDir(), func(...string) error { ran = true; return nil })
 		if err == nil || !strings.Contains(err.Error(), tc.want) || ran {
 			t.Errorf("%+v: err %v (want %q), apt ran: %v", tc.pkg, err, tc.want, ran)
+		}
+	}
+}
+
+// TestCommittedLocksCurrent: the lock files in manifests/ were resolved
+// from their manifests as they are (a change to either, or to what
+// LockInputs covers, must come with imgplan lock).
+func TestCommittedLocksCurrent(t *testing.T) {
+	locks, _ := filepath.Glob("../../manifests/*.lock.yaml")
+	if len(locks) == 0 {
+		t.Fatal("no lock files in manifests/")
+	}
+	for _, lp := range locks {
+		l, err := ReadLock(lp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := manifest.Load(strings.Replace(lp, ".lock.yaml", ".yaml", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckLock(l, m, lp); err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -49,13 +49,6 @@ func describePackages(m *manifest.Manifest, c *Context) (*Description, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.LockFile != "" {
-			lock, err := lockInput(c)
-			if err != nil {
-				return nil, err
-			}
-			d.Inputs = append(d.Inputs, lock)
-		}
 	}
 	if params.Family == manifest.FamilyRPM {
 		// The bootstrap's repositories, keys and index digests.
@@ -69,6 +62,13 @@ func describePackages(m *manifest.Manifest, c *Context) (*Description, error) {
 				d.Inputs = append(d.Inputs, in)
 			}
 		}
+	}
+	if c.LockFile != "" {
+		lock, err := lockInput(c)
+		if err != nil {
+			return nil, err
+		}
+		d.Inputs = append(d.Inputs, lock)
 	}
 	var parts []string
 	if n := len(params.Install); n > 0 {

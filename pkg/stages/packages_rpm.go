@@ -21,7 +21,11 @@ func rpmPackages(ctx context.Context, env Env, p *PackagesParams) error {
 	if err != nil {
 		return err
 	}
-	if len(p.Install) > 0 {
+	if lock, err := env.Input(LockRole); err == nil {
+		if err := dnfLocked(ctx, d, lock, st.before); err != nil {
+			return err
+		}
+	} else if len(p.Install) > 0 {
 		if err := d.run(ctx, append([]string{"install"}, p.Install...)...); err != nil {
 			return err
 		}

@@ -60,9 +60,18 @@ while [ "$i" -lt "$runs" ]; do
 	rm -f "$work/d.img"
 
 	rm -rf "$store/v1/objects/$ext4"; sync
+	"$imgplan" apply "$work/reference.yaml" --cache-dir "$store" --out "$work/out" -j1 \
+		--set 'outputs=[{type: ext4, path: root.img, size: 2GiB}]' >/dev/null 2>&1
+	seconds output:root.img >> "$work/t.ext4"
+done
+# Memory is sampled in runs of its own: the sampler (ps every 20 ms) takes
+# CPU the build would otherwise have, so timed runs go without it.
+i=0
+while [ "$i" -lt 3 ]; do
+	i=$((i + 1))
+	rm -rf "$store/v1/objects/$ext4"; sync
 	peak "$imgplan" apply "$work/reference.yaml" --cache-dir "$store" --out "$work/out" -j1 \
 		--set 'outputs=[{type: ext4, path: root.img, size: 2GiB}]' >> "$work/mem"
-	seconds output:root.img >> "$work/t.ext4"
 done
 i=0
 while [ "$i" -lt "$runs" ]; do
@@ -87,4 +96,4 @@ for pair in "ext4 2GiB:ext4:mkfs" "squashfs zstd:sqfs:mksq"; do
 	a=$(cut -d' ' -f2 "$work/t.$ours" | median)
 	printf '%-40s %8.2fs %8.2fs %6.2fx\n' "$name, and committed to the store" "$a" "$b" "$(echo "$a / $b" | bc -l)"
 done
-printf '%-40s %8s MiB (peak of %s runs; target <= 200)\n' "imgplan memory writing 2GiB ext4" "$(sort -n "$work/mem" | tail -1)" "$runs"
+printf '%-40s %8s MiB (peak of 3 runs; target <= 200)\n' "imgplan memory writing 2GiB ext4" "$(sort -n "$work/mem" | tail -1)"

@@ -180,8 +180,7 @@ func resolveRPMLock(ctx context.Context, store *exec.Store, p *plan.Plan, pn *pl
 }
 
 // rpmPackagesAt lists the rpm database of the tree as of node id: that of
-// the nearest layer, going up the chain, that holds one, read from a copy
-// (rpm writes its lock file beside the database).
+// the nearest layer, going up the chain, that holds one.
 func rpmPackagesAt(ctx context.Context, store *exec.Store, p *plan.Plan, id string) ([]stages.RPMPackage, error) {
 	for n := p.Node(id); n != nil; {
 		obj, err := store.Get(n.Key)
@@ -190,15 +189,7 @@ func rpmPackagesAt(ctx context.Context, store *exec.Store, p *plan.Plan, id stri
 		}
 		db := filepath.Join(obj.Data(), "var/lib/rpm")
 		if stages.HasRPMDB(db) {
-			tmp, err := os.MkdirTemp("", "imgplan-rpmdb-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(tmp)
-			if err := copyRegularFiles(db, tmp); err != nil {
-				return nil, err
-			}
-			return stages.ListRPMDB(ctx, tmp)
+			return stages.ListRPMDB(ctx, db)
 		}
 		if len(n.Parents) == 0 {
 			break
@@ -206,27 +197,6 @@ func rpmPackagesAt(ctx context.Context, store *exec.Store, p *plan.Plan, id stri
 		n = p.Node(n.Parents[0])
 	}
 	return nil, fmt.Errorf("no rpm database in /var/lib/rpm of the tree of %s", id)
-}
-
-// copyRegularFiles copies the regular files directly in src to dst.
-func copyRegularFiles(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // nativeArch is the architecture of the dpkg package in a status file.

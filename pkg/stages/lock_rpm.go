@@ -84,10 +84,19 @@ func HasRPMDB(dir string) bool {
 	return false
 }
 
-// ListRPMDB lists the packages of the rpm database in dbdir (a copy of an
-// image's /var/lib/rpm; rpm may write its lock file there) with the
-// host's rpm. gpg-pubkey entries (imported keys) are left out.
-func ListRPMDB(ctx context.Context, dbdir string) ([]RPMPackage, error) {
+// ListRPMDB lists the packages of the rpm database in dir (an image's
+// /var/lib/rpm, left untouched: rpm reads a copy, since it writes its lock
+// file beside the database) with the host's rpm. gpg-pubkey entries
+// (imported keys) are left out.
+func ListRPMDB(ctx context.Context, dir string) ([]RPMPackage, error) {
+	dbdir, err := os.MkdirTemp("", "imgplan-rpmdb-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dbdir)
+	if err := copyDir(dir, dbdir); err != nil {
+		return nil, err
+	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, "rpm", "--dbpath", dbdir, "-qa", "--qf", `%{NAME}\t%{EPOCHNUM}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n`)
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -20,8 +20,12 @@ import (
 // and whether boot waited for a device.
 // LOWER, RW and UPPER are where the boot method mounts the root image,
 // the writable tmpfs, and the overlay's upper directory.
+// It reports through the kernel log, which the kernel prints on its
+// console (ttyS0): a unit that opens /dev/ttyS0 itself takes it as its
+// controlling terminal and races the serial getty, whose hangup of the
+// line loses the report or leaves the unit, and so the boot, stuck.
 const pxeMarker = `#!/bin/sh
-exec >/dev/ttyS0 2>&1
+exec >/dev/kmsg 2>&1
 root=$(findmnt -n -o FSTYPE /)
 lower=$(findmnt -n -o FSTYPE LOWER)
 rw=$(findmnt -n -o FSTYPE -T RW)

@@ -9,6 +9,7 @@ ca-certificates
 git
 coreutils
 e2fsprogs
+eatmydata
 xz-utils
 zstd
 squashfs-tools

@@ -399,6 +399,9 @@ func (w *walk) build(ctx context.Context, n *plan.Node) (*Object, error) {
 		return nil, err
 	}
 	defer sc.Discard()
+	if k.sync {
+		sc.SyncOnCommit()
+	}
 	inputs, err := verifyInputs(n)
 	if err != nil {
 		return nil, err
@@ -481,6 +484,7 @@ type kindInfo struct {
 	layer  bool // a rootfs stage: its payload is a layer
 	output bool // an output (or the tree): reads the finished tree
 	api    bool
+	sync   bool // the payload is fsynced at commit (outputs.Kind.SyncOnCommit)
 	build  func(ctx context.Context, env stages.Env, params json.RawMessage) error
 }
 
@@ -489,7 +493,7 @@ func lookupKind(name string) (kindInfo, error) {
 		return kindInfo{layer: name != stages.KindTree, output: name == stages.KindTree, api: k.API, build: k.Build}, nil
 	}
 	if k, ok := outputs.Lookup(name); ok && k.Build != nil {
-		return kindInfo{output: true, build: k.Build}, nil
+		return kindInfo{output: true, sync: k.SyncOnCommit, build: k.Build}, nil
 	}
 	return kindInfo{}, fmt.Errorf("kind %q cannot be built yet", name)
 }

@@ -185,7 +185,16 @@ type Scratch struct {
 	store *Store
 	key   digest.Digest
 	dir   string
+	// sync makes Commit fsync the payload's files (see SyncOnCommit).
+	sync bool
 }
+
+// SyncOnCommit makes Commit fsync every regular file of the payload while
+// it computes the content digest, and commit only once they are on disk.
+// It is for builders that defer their tool's own fsync (mkfs.ext4 under
+// libeatmydata): the flush then overlaps the hashing instead of
+// preceding it, and the object is as durable as the tool made it.
+func (sc *Scratch) SyncOnCommit() { sc.sync = true }
 
 // NewScratch creates a scratch area for key; Data() is where the payload
 // goes, Dir() has room for anything else the build needs (work dirs, mount
@@ -214,7 +223,16 @@ func (sc *Scratch) Data() string { return filepath.Join(sc.dir, "data") }
 // meta.json move; everything else in the scratch area is removed.
 func (sc *Scratch) Commit(m Meta) (*Object, error) {
 	m.Format, m.Key = ObjectFormat, sc.key
+	synced := make(chan error, 1)
+	if sc.sync {
+		go func() { synced <- syncFiles(sc.Data()) }()
+	} else {
+		synced <- nil
+	}
 	content, size, err := ContentDigest(sc.Data())
+	if serr := <-synced; serr != nil && err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", sc.key.Short(), err)
 	}
@@ -264,6 +282,27 @@ func (sc *Scratch) Commit(m Meta) (*Object, error) {
 	}
 	sc.Discard()
 	return &Object{Meta: m, dir: final}, nil
+}
+
+// syncFiles fsyncs every regular file under dir.
+func syncFiles(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		return nil
+	})
 }
 
 // Discard removes the scratch area.

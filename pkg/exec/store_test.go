@@ -279,3 +279,40 @@ func TestContentDigestSparse(t *testing.T) {
 		}
 	}
 }
+
+// A payload fsynced at commit is committed with the same content digest
+// and size; links and special files are left alone.
+func TestCommitSyncOnCommit(t *testing.T) {
+	s := newStore(t)
+	var metas []Meta
+	for i, sync := range []bool{false, true} {
+		sc, err := s.NewScratch(digest.FromString(string(rune('a' + i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sync {
+			sc.SyncOnCommit()
+		}
+		d := sc.Data()
+		if err := os.WriteFile(filepath.Join(d, "artifact"), []byte(strings.Repeat("x", 3<<20)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(d, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "sub", "f"), []byte("f"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/nonexistent", filepath.Join(d, "dangling")); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := sc.Commit(Meta{Kind: "ext4", Code: "ext4/1"})
+		if err != nil {
+			t.Fatalf("sync=%v: %v", sync, err)
+		}
+		metas = append(metas, obj.Meta)
+	}
+	if metas[0].Content != metas[1].Content || metas[0].Size != metas[1].Size {
+		t.Errorf("without sync %s %d, with %s %d", metas[0].Content, metas[0].Size, metas[1].Content, metas[1].Size)
+	}
+}

@@ -8,7 +8,7 @@ import (
 )
 
 // Ext4 writes an ext4 filesystem image of the tree with mkfs.ext4 -d.
-var Ext4 = register(&Kind{Name: string(manifest.OutputExt4), Version: 1, Describe: describeExt4})
+var Ext4 = register(&Kind{Name: string(manifest.OutputExt4), Version: 1, Describe: describeExt4, SyncOnCommit: true})
 
 // Ext4Params are an ext4 output's options with defaults applied.
 type Ext4Params struct {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/imgplan/imgplan/pkg/digest"
@@ -98,10 +99,12 @@ func mkext4(ctx context.Context, env stages.Env, img string, p Ext4Params) error
 			argv = append(argv, "-N", strconv.FormatInt(need, 10))
 		}
 		argv = append(argv, img)
-		err := env.RunHost(ctx, argv, stages.RunOptions{
-			// LC_ALL=C: mke2fs orders directory entries with strcoll.
-			Env: []string{"MKE2FS_CONFIG=" + conf.Name(), "E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(env.Epoch(), 10), "LC_ALL=C"},
-		})
+		// LC_ALL=C: mke2fs orders directory entries with strcoll.
+		mkEnv := []string{"MKE2FS_CONFIG=" + conf.Name(), "E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(env.Epoch(), 10), "LC_ALL=C"}
+		if lib := eatmydata(); lib != "" {
+			mkEnv = append(mkEnv, "LD_PRELOAD="+lib)
+		}
+		err := env.RunHost(ctx, argv, stages.RunOptions{Env: mkEnv})
 		if err == nil {
 			break
 		}
@@ -196,6 +199,24 @@ func journalSize(size int64) int64 {
 	}
 	return 262144 * 4096
 }
+
+// eatmydata is the host's libeatmydata (Debian's libeatmydata1), or "".
+// mke2fs ends with an fsync of the image that waits for all of it to
+// reach the disk (a quarter of its time on the bench's 2 GiB image), with
+// nothing left to do meanwhile. Preloaded, the library turns that fsync
+// into a no-op; the output kinds that use mkext4 declare SyncOnCommit, so
+// the commit fsyncs the image (times clamped by then, which mke2fs's own
+// fsync never covered) while it computes the content digest, and the
+// image is on disk before the object exists, as before. The bytes of the
+// image do not depend on it.
+var eatmydata = sync.OnceValue(func() string {
+	for _, pattern := range []string{"/usr/lib/*/libeatmydata.so.1", "/usr/lib64/libeatmydata.so.1", "/usr/lib/libeatmydata.so.1"} {
+		if m, _ := filepath.Glob(pattern); len(m) > 0 {
+			return m[0]
+		}
+	}
+	return ""
+})
 
 // createSparse makes path an empty sparse file of size bytes.
 func createSparse(path string, size int64) error {

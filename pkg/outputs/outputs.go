@@ -26,6 +26,9 @@ type Kind struct {
 	// Build writes the artifact, a file or a directory named Artifact in
 	// env.Out(), from the finished tree env.Root() (read-only).
 	Build func(ctx context.Context, env stages.Env, params json.RawMessage) error
+	// SyncOnCommit says Build leaves the fsync of what it wrote to the
+	// commit, which overlaps it with the content digest (exec.Scratch).
+	SyncOnCommit bool
 }
 
 // Artifact is the name of what an output builder writes in env.Out().

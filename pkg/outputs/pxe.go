@@ -9,7 +9,7 @@ import (
 
 // PXE writes a diskless boot bundle: kernel, initrd, root image,
 // pxelinux.cfg entries, an iPXE script and a summary.
-var PXE = register(&Kind{Name: string(manifest.OutputPXE), Version: 1, Describe: describePXE})
+var PXE = register(&Kind{Name: string(manifest.OutputPXE), Version: 1, Describe: describePXE, SyncOnCommit: true})
 
 // PXEParams are a pxe output's options with defaults applied.
 type PXEParams struct {

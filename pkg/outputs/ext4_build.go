@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imgplan/imgplan/pkg/digest"
 	"github.com/imgplan/imgplan/pkg/outputs/ext4fs"
@@ -101,10 +104,15 @@ func mkext4(ctx context.Context, env stages.Env, img string, p Ext4Params) error
 		argv = append(argv, img)
 		// LC_ALL=C: mke2fs orders directory entries with strcoll.
 		mkEnv := []string{"MKE2FS_CONFIG=" + conf.Name(), "E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(env.Epoch(), 10), "LC_ALL=C"}
+		var stop func()
 		if lib := eatmydata(); lib != "" {
 			mkEnv = append(mkEnv, "LD_PRELOAD="+lib)
+			stop = writeBehind(img)
 		}
 		err := env.RunHost(ctx, argv, stages.RunOptions{Env: mkEnv})
+		if stop != nil {
+			stop()
+		}
 		if err == nil {
 			break
 		}
@@ -217,6 +225,40 @@ var eatmydata = sync.OnceValue(func() string {
 	}
 	return ""
 })
+
+// writeBehind starts writing the file at path back to disk while mkfs
+// fills it, every writeBehindEvery, so that the fsync at commit finds most
+// of it there already; the disk works while mkfs computes. It only starts
+// the kernel's writeback (sync_file_range), which changes nothing in the
+// file; stop ends it.
+func writeBehind(path string) (stop func()) {
+	f, err := os.Open(path)
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(writeBehindEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+		f.Close()
+	}
+}
+
+const writeBehindEvery = 100 * time.Millisecond
 
 // createSparse makes path an empty sparse file of size bytes.
 func createSparse(path string, size int64) error {

@@ -5,6 +5,11 @@
 # imgplan processes (the CLI and its sandbox) while writing the 2 GiB image.
 #
 #   sudo bench/outputs.sh [RUNS]       (default 5)
+#
+# IMGPLAN_BENCH_STORE names a store to build the tree in (a fresh one under
+# the work directory otherwise): CI passes the end-to-end tests' store, so
+# the reference's bootstrap and .debs come from there. Only the timed output
+# objects are removed from it between runs.
 set -eu
 runs=${1:-5}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +19,7 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 go build -o "$work/imgplan" "$repo/cmd/imgplan"
 imgplan=$work/imgplan
-store=$work/store
+store=${IMGPLAN_BENCH_STORE:-$work/store}
 outputs='outputs=[{type: dir, path: rootfs}, {type: ext4, path: root.img, size: 2GiB}, {type: squashfs, path: root.squashfs}]'
 
 now() { date +%s.%N; }

@@ -23,6 +23,7 @@ busybox-static
 docker-registry
 curl
 bc
+python3
 rpm
 dnf
 createrepo-c
